@@ -1,0 +1,137 @@
+"""The Metastore contract: every search and trial, durable, read back fast."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from metastore.records import SearchRecord, TaskHistory, TrialRecord
+
+
+class Metastore(ABC):
+    """Where searches (parent runs) and trials (child runs) are recorded.
+
+    Contract:
+        * A write is durable when the call returns; finished trials are immutable
+          (``finish_trial`` twice raises :class:`workbench.errors.StoreError`).
+        * Ids are strings; a search id is accepted by unique prefix in :meth:`resolve_search`.
+        * Unknown ids raise :class:`workbench.errors.NotFound`.
+        * Trials are returned in the order they were started (``number``).
+        * Weights are saved with ``torch.save`` and loaded with ``torch.load(weights_only=True)``;
+          a missing or unreadable weight file makes :meth:`load_weights` return None.
+    """
+
+    uri: str
+
+    # -- writing -------------------------------------------------------------------------
+    @abstractmethod
+    def start_search(
+        self,
+        task: str,
+        *,
+        strategy: str,
+        space: str,
+        seed: int,
+        objective: str,
+        spec: Mapping[str, Any] | None = None,
+        meta_features: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create the parent run of a search (and the task's experiment if needed); return its id."""
+
+    @abstractmethod
+    def finish_search(
+        self, search_id: str, *, state: str = "finished", summary: Mapping[str, float] | None = None
+    ) -> None:
+        """Record the final summary metrics and end the parent run."""
+
+    @abstractmethod
+    def start_trial(
+        self,
+        search_id: str,
+        genotype_json: str,
+        genotype_key: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        parent_trial: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create a RUNNING child run under the search; return the trial id."""
+
+    @abstractmethod
+    def log_metrics(self, trial_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log metrics of a running trial (``step`` = epoch for learning curves)."""
+
+    @abstractmethod
+    def finish_trial(
+        self,
+        trial_id: str,
+        *,
+        state: str,
+        metrics: Mapping[str, float] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """End a trial as ``finished`` or ``failed`` with its final metrics and failure reason."""
+
+    @abstractmethod
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set string tags on a search or a trial."""
+
+    @abstractmethod
+    def log_file(self, run_id: str, path: str, artifact_dir: str | None = None) -> None:
+        """Attach a local file (a plot, a report) to a search or trial as an artifact."""
+
+    @abstractmethod
+    def save_weights(self, trial_id: str, state_dict: Mapping[str, Any]) -> None:
+        """Store a trial's trained weights (a torch state dict)."""
+
+    @abstractmethod
+    def load_weights(self, trial_id: str) -> dict[str, Any] | None:
+        """Load weights safely (``weights_only=True``); None when missing or corrupt."""
+
+    # -- reading -------------------------------------------------------------------------
+    @abstractmethod
+    def search(self, search_id: str) -> SearchRecord:
+        """One search by full id."""
+
+    @abstractmethod
+    def searches(self, task: str | None = None) -> list[SearchRecord]:
+        """All searches (of one task), newest first."""
+
+    @abstractmethod
+    def trials(self, search_id: str) -> list[TrialRecord]:
+        """A search's trials in start order."""
+
+    @abstractmethod
+    def trial(self, trial_id: str) -> TrialRecord:
+        """One trial by full id."""
+
+    @abstractmethod
+    def histories(
+        self, space: str, metric: str, exclude_task: str | None = None
+    ) -> dict[str, TaskHistory]:
+        """Finished trials of every task in ``space``, keyed by task, for warm starts."""
+
+    def resolve_search(self, prefix: str) -> str:
+        """The full id of the one search whose id starts with ``prefix``."""
+        from workbench.errors import NotFound
+
+        prefix = prefix.strip()
+        if not prefix:
+            raise NotFound("empty search id")
+        hits = [s.search_id for s in self.searches() if s.search_id.startswith(prefix)]
+        if not hits:
+            raise NotFound(f"no search with id {prefix!r} in {self.uri}")
+        if len(hits) > 1:
+            raise NotFound(f"search id prefix {prefix!r} is ambiguous ({len(hits)} searches match)")
+        return hits[0]
+
+    def mark_stale(self, search_id: str, reason: str = "interrupted") -> int:
+        """Mark RUNNING trials of a search as failed (for resume); return how many."""
+        n = 0
+        for t in self.trials(search_id):
+            if t.state == "running":
+                self.finish_trial(t.trial_id, state="failed", reason=reason)
+                n += 1
+        return n

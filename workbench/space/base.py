@@ -1,0 +1,76 @@
+"""The SearchSpace contract shared by every space."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from workbench.errors import InvalidGenotype
+from workbench.space.genotype import Genotype
+
+
+class SearchSpace(ABC):
+    """A set of architectures with sampling, mutation, validation and numeric encodings.
+
+    Contract:
+        * ``sample`` returns a genotype that ``validate`` accepts.
+        * ``mutate`` returns a valid genotype that differs from its input (one edit).
+        * ``canonical`` maps isomorphic genotypes to one string (used by ``Genotype.key``).
+        * ``encode`` maps genotypes to a fixed-width float array `n x d` for surrogates.
+        * Randomness comes only from the ``rng`` argument.
+
+    Attributes:
+        name: Versioned space name written into every genotype.
+        trainable: True when genotypes build torch modules (``workbench.nn``); False for
+            tabular benchmark spaces that are looked up, not trained.
+    """
+
+    name: ClassVar[str]
+    trainable: ClassVar[bool] = True
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Genotype:
+        """Draw a random valid genotype."""
+
+    @abstractmethod
+    def mutate(self, g: Genotype, rng: np.random.Generator) -> Genotype:
+        """Return a valid genotype one edit away from ``g`` (never equal to ``g``)."""
+
+    @abstractmethod
+    def validate(self, g: Genotype) -> None:
+        """Raise :class:`InvalidGenotype` saying what is wrong, or return None."""
+
+    @classmethod
+    @abstractmethod
+    def canonical(cls, g: Genotype) -> str:
+        """A string equal for genotypes that compute the same function."""
+
+    @abstractmethod
+    def encode(self, gs: Sequence[Genotype]) -> np.ndarray:
+        """Numeric encoding `n x d` (float64) for surrogate models."""
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor settings, so the space can be rebuilt from a record."""
+        return {}
+
+    def enumerate(self) -> Iterator[Genotype]:
+        """Every member of a finite space; infinite or huge spaces raise ``NotImplementedError``."""
+        raise NotImplementedError(f"space {self.name!r} is not enumerable")
+
+    def check_space(self, g: Genotype) -> None:
+        """Raise unless ``g`` names this space."""
+        if not isinstance(g, Genotype):
+            raise InvalidGenotype(f"expected a Genotype, got {type(g).__name__}")
+        if g.space != self.name:
+            raise InvalidGenotype(f"genotype belongs to space {g.space!r}, expected {self.name!r}")
+
+    def contains(self, g: Genotype) -> bool:
+        """True when ``validate`` accepts ``g``."""
+        try:
+            self.validate(g)
+        except InvalidGenotype:
+            return False
+        return True
