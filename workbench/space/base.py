@@ -48,9 +48,15 @@ class SearchSpace(ABC):
     def canonical(cls, g: Genotype) -> str:
         """A string equal for genotypes that compute the same function."""
 
+    encodings: ClassVar[tuple[str, ...]] = ("onehot",)
+
     @abstractmethod
-    def encode(self, gs: Sequence[Genotype]) -> np.ndarray:
-        """Numeric encoding `n x d` (float64) for surrogate models."""
+    def encode(self, gs: Sequence[Genotype], encoding: str = "onehot") -> np.ndarray:
+        """Numeric encoding `n x d` (float64) for surrogate models.
+
+        ``encoding`` is one of :attr:`encodings` (graph spaces offer ``"onehot"`` adjacency +
+        operations and ``"path"``); the width ``d`` is fixed per space instance.
+        """
 
     def settings(self) -> dict[str, Any]:
         """The constructor settings, so the space can be rebuilt from a record."""
