@@ -12,10 +12,12 @@ from workbench.space.genotype import Genotype
 # space kind used in task files -> "module:Class". Imported lazily so nothing heavy runs at import.
 _SPACES: dict[str, str] = {
     "chain": "workbench.space.chain:ChainSpace",
+    "nbgraph": "workbench.space.nbgraph:NBGraphSpace",
 }
 # versioned genotype space name -> kind
 _BY_VERSIONED: dict[str, str] = {
     "chain-v1": "chain",
+    "nbgraph-v1": "nbgraph",
 }
 
 

@@ -1,0 +1,346 @@
+"""The ``nasw`` command line: parses, builds objects, calls the loop; nothing else.
+
+Heavy modules (torch, mlflow, botorch) are imported inside the commands, so ``nasw --help``
+stays fast. User mistakes print one ``error: ...`` line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from workbench.errors import NaswError, StoreError, UserError
+
+STORE_HELP = "Metastore URI (default: $NASW_STORE or sqlite:///runs/mlflow.db)."
+
+
+def _store(uri: str | None):
+    from metastore import open_store
+
+    return open_store(uri)
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` strings into a dict; values parsed as JSON when they can be."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--option expects KEY=VALUE, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nasw", prog_name="nasw")
+def cli() -> None:
+    """nasw: neural architecture search that learns across tasks.
+
+    Every search and trial is recorded in an MLflow metastore (default: runs/mlflow.db).
+    """
+
+
+@cli.command("tasks")
+def tasks_cmd() -> None:
+    """List the tasks in tasks/ (and $NASW_TASKS)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from workbench.task import list_tasks
+
+    table = Table("task", "kind", "dataset", "space", "objective")
+    table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=60)
+    table.columns[0].no_wrap = True
+    for t in list_tasks():
+        table.add_row(t.name, t.kind, str(t.dataset.get("name", t.dataset.get("loader"))), t.space.get("kind", "?"), t.objective, t.description)
+    Console().print(table)
+
+
+class _LiveProgress:
+    """A rich progress bar with the best value so far."""
+
+    def __init__(self, objective: str, quiet: bool = False) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.objective = objective
+        self.quiet = quiet
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            disable=quiet,
+        )
+        self.task_id = None
+        self.best: float | None = None
+
+    def search_started(self, search_id: str, budget: int, done: int) -> None:
+        if not self.quiet:
+            self.console.print(f"search [bold]{search_id}[/bold]: {budget} trials ({done} already recorded)")
+        self.bar.start()
+        self.task_id = self.bar.add_task("trials", total=budget, completed=done, status="")
+
+    def trial_started(self, number: int, genotype) -> None:
+        self.bar.update(self.task_id, status=f"trial {number} | best {self.objective} {_fmt(self.best)}")
+
+    def epoch(self, number: int, epoch: int, metrics: Mapping[str, float]) -> None:
+        v = metrics.get("val_accuracy")
+        self.bar.update(
+            self.task_id,
+            status=f"trial {number} epoch {epoch + 1} val {_fmt(v)} | best {self.objective} {_fmt(self.best)}",
+        )
+
+    def trial_finished(self, number: int, obs, best: float | None) -> None:
+        self.best = best
+        self.bar.update(self.task_id, advance=1, status=f"best {self.objective} {_fmt(best)}")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _report(search, console) -> None:
+    from rich.table import Table
+
+    best = search.best_record()
+    rec = search.store.search(search.search_id)
+    table = Table(title=f"search {search.search_id} ({rec.task}, {rec.strategy})", show_header=False)
+    table.add_row("trials", f"{len(search.records)} ({search.n_failed} failed)")
+    if best is not None:
+        table.add_row("best trial", f"#{best.number} {best.trial_id}")
+        table.add_row(search.task.objective, _fmt(best.metrics.get(search.task.objective)))
+        table.add_row(search.task.report, _fmt(best.metrics.get(search.task.report)))
+        table.add_row("genotype", best.genotype_json)
+    table.add_row("store", search.store.uri)
+    console.print(table)
+
+
+def _run(search, progress: _LiveProgress, json_out: bool) -> None:
+    try:
+        search.run()
+    except KeyboardInterrupt:
+        progress.stop()
+        progress.console.print(
+            f"interrupted: finished trials are kept; continue with `nasw resume {search.search_id}`"
+        )
+        sys.exit(130)
+    finally:
+        progress.stop()
+    if json_out:
+        best = search.best_record()
+        click.echo(json.dumps({
+            "search_id": search.search_id,
+            "n_trials": len(search.records),
+            "n_failed": search.n_failed,
+            "best": None if best is None else {"trial_id": best.trial_id, "metrics": best.metrics, "genotype": json.loads(best.genotype_json)},
+        }))
+    else:
+        _report(search, progress.console)
+
+
+@cli.command("search")
+@click.option("--task", "task_name", required=True, help="Task name from tasks/ or a path to a task .toml file.")
+@click.option("--strategy", default="evolution", show_default=True, help="Search strategy (random, evolution, ...).")
+@click.option("--budget", type=click.IntRange(min=1), default=20, show_default=True, help="Number of trials.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the strategy and of every trial.")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--device", default=None, help="Training device: cuda or cpu (default: cuda when available).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option, e.g. population=20 (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
+def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str | None, device: str | None,
+               options: Sequence[str], quiet: bool, json_out: bool) -> None:
+    """Run a new search on a task and record it in the metastore."""
+    from workbench.loop import new_search
+    from workbench.strategy.registry import strategy_names
+    from workbench.task import load_task
+
+    if strategy not in strategy_names():
+        raise UserError(f"unknown strategy {strategy!r}; expected one of {strategy_names()}")
+    task = load_task(task_name)
+    opts = _parse_options(options)
+    progress = _LiveProgress(task.objective, quiet or json_out)
+    st = _store(store)
+    search = new_search(st, task, strategy, budget, seed, strategy_options=opts, progress=progress, device=device)
+    _run(search, progress, json_out)
+
+
+@cli.command("resume")
+@click.argument("search_id")
+@click.option("--budget", type=click.IntRange(min=1), default=None, help="New total budget (default: the original).")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--device", default=None, help="Training device: cuda or cpu.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
+def resume_cmd(search_id: str, budget: int | None, store: str | None, device: str | None, quiet: bool, json_out: bool) -> None:
+    """Continue an interrupted search: stale trials are marked failed, finished ones replayed."""
+    from workbench.loop import resume_search
+
+    st = _store(store)
+    sid = st.resolve_search(search_id)
+    rec = st.search(sid)
+    progress = _LiveProgress(rec.objective, quiet or json_out)
+    search = resume_search(st, sid, budget=budget, progress=progress, device=device)
+    _run(search, progress, json_out)
+
+
+@cli.command("ls")
+@click.option("--task", "task_name", default=None, help="Only searches of this task.")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
+    """List searches with their best values."""
+    st = _store(store)
+    rows = st.searches(task_name)
+    if fmt == "json":
+        click.echo(json.dumps([
+            {"search_id": s.search_id, "task": s.task, "strategy": s.strategy, "state": s.state, "seed": s.seed,
+             "n_trials": s.n_trials, "objective": s.objective, "summary": s.summary, "start_time": s.start_time}
+            for s in rows
+        ], indent=2))
+        return
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("search", "task", "strategy", "seed", "state", "trials", "best objective", "best test", "started")
+    for s in rows:
+        table.add_row(
+            s.search_id[:12], s.task, s.strategy, str(s.seed), s.state, str(s.n_trials),
+            _fmt(s.summary.get(f"best_{s.objective}")), _fmt(s.summary.get("best_test_accuracy")),
+            datetime.fromtimestamp(s.start_time).strftime("%Y-%m-%d %H:%M") if s.start_time else "-",
+        )
+    Console().print(table if rows else f"no searches in {st.uri}")
+
+
+@cli.command("show")
+@click.argument("search_id")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
+    """Show a search's trials (a unique prefix of its id is enough)."""
+    st = _store(store)
+    sid = st.resolve_search(search_id)
+    rec = st.search(sid)
+    trials = st.trials(sid)
+    if fmt == "json":
+        click.echo(json.dumps({
+            "search_id": sid, "task": rec.task, "strategy": rec.strategy, "state": rec.state, "seed": rec.seed,
+            "objective": rec.objective, "summary": rec.summary, "tags": rec.tags,
+            "trials": [
+                {"trial_id": t.trial_id, "number": t.number, "state": t.state, "metrics": t.metrics,
+                 "genotype": json.loads(t.genotype_json), "genotype_key": t.genotype_key,
+                 "parent_trial": t.parent_trial, "reason": t.reason}
+                for t in trials
+            ],
+        }, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    obj = rec.objective
+    table = Table("#", "trial", "state", obj, "test_accuracy", "params", "seconds", "genotype / reason",
+                  title=f"search {sid}: {rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}")
+    best = max((t for t in trials if t.state == "finished" and obj in t.metrics), key=lambda t: t.metrics[obj], default=None)
+    for t in trials:
+        style = "bold green" if best is not None and t.trial_id == best.trial_id else ("red" if t.state == "failed" else None)
+        detail = t.reason if t.state == "failed" else _short_genotype(t.genotype_json)
+        params = t.metrics.get("params")
+        table.add_row(
+            str(t.number), t.trial_id[:12], t.state, _fmt(t.metrics.get(obj)), _fmt(t.metrics.get("test_accuracy")),
+            "-" if params is None else f"{int(params):,}", _fmt(t.metrics.get("train_seconds"), 1), detail or "", style=style,
+        )
+    Console().print(table)
+
+
+def _short_genotype(text: str) -> str:
+    try:
+        spec = json.loads(text)["spec"]
+    except (ValueError, KeyError, TypeError):
+        return text[:80]
+    if isinstance(spec, dict) and isinstance(spec.get("layers"), list):
+        parts = []
+        for layer in spec["layers"]:
+            op = layer.get("op", "?")
+            if "kernel" in layer:
+                parts.append(f"{op}{layer['kernel']}x{layer.get('width')}")
+            elif "width" in layer:
+                parts.append(f"{op}{layer['width']}")
+            else:
+                parts.append(op)
+        return " > ".join(parts)
+    return json.dumps(spec, separators=(",", ":"))[:100]
+
+
+@cli.command("ui")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (127.0.0.1 = this machine only).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+def ui_cmd(store: str | None, host: str, port: int) -> None:
+    """Start the MLflow UI on the same store."""
+    import subprocess
+
+    from metastore import default_store_uri
+    from metastore.mlflow_store import tracking_uri_for
+
+    uri = store or default_store_uri()
+    if uri.startswith(("http://", "https://")):
+        click.echo(f"the store is an MLflow server: open {uri}")
+        return
+    if uri.startswith("memory://"):
+        raise UserError("a memory:// store has no UI")
+    tracking = tracking_uri_for(uri)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking, "--host", host, "--port", str(port)]
+    click.echo(f"MLflow UI for {tracking} on http://{host}:{port} (Ctrl-C to stop)")
+    try:
+        sys.exit(subprocess.call(cmd))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: one clear line and exit code 2 for bad input, never a traceback."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        click.echo(cli.get_help(click.Context(cli, info_name="nasw")))
+        sys.exit(0)
+    try:
+        rv = cli.main(args=args, prog_name="nasw", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except (UserError, StoreError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except NaswError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
