@@ -126,7 +126,7 @@ def parse_task(path: Path) -> Task:
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskError(f"cannot read task file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise TaskError(f"{where}: invalid TOML: {exc}") from None
+        raise TaskError(f"{path.name}: invalid TOML: {exc}") from None
     return parse_task_dict(doc, where=path.name, default_name=path.stem, path=str(path))
 
 

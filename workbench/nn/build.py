@@ -11,6 +11,8 @@ from workbench.space.genotype import Genotype
 # versioned space name -> "module:function(genotype, input_shape, n_classes) -> nn.Module"
 _BUILDERS: dict[str, str] = {
     "chain-v1": "workbench.nn.chain:build_chain",
+    "dag-v1": "workbench.nn.dag:build_dag",
+    "cell-v1": "workbench.nn.cell:build_cell",
 }
 
 

@@ -13,11 +13,17 @@ from workbench.space.genotype import Genotype
 _SPACES: dict[str, str] = {
     "chain": "workbench.space.chain:ChainSpace",
     "nbgraph": "workbench.space.nbgraph:NBGraphSpace",
+    "dag": "workbench.space.dag:DagSpace",
+    "cell": "workbench.space.cell:CellSpace",
+    "joint": "workbench.space.joint:JointSpace",
 }
 # versioned genotype space name -> kind
 _BY_VERSIONED: dict[str, str] = {
     "chain-v1": "chain",
     "nbgraph-v1": "nbgraph",
+    "dag-v1": "dag",
+    "cell-v1": "cell",
+    "joint-v1": "joint",
 }
 
 
