@@ -1,4 +1,4 @@
-"""NAS-Bench-Graph space: membership, canonical keys, sampling, mutation, encodings, safe loading."""
+"""NAS-Bench-Graph space: members, keys, sample, mutate, encodings, safe table loading."""
 
 from __future__ import annotations
 
@@ -72,9 +72,11 @@ def test_members_are_the_benchmarks_canonical_architectures() -> None:
 
 def test_equivalent_spellings_share_a_key() -> None:
     space = NBGraphSpace("cora")
-    # the package README's example: the same DAG listed in two node orders
+    # one DAG listed in two node orders: input -> gcn -> {gin -> fc, cheb}. (The package
+    # README pairs the first spelling with [0,1,1,2] + gcn,cheb,gin,fc, which puts fc after
+    # cheb instead: a different architecture, and the benchmark hashes it differently.)
     a = g_of([0, 1, 2, 1], ["gcn", "gin", "fc", "cheb"])
-    b = g_of([0, 1, 1, 2], ["gcn", "cheb", "gin", "fc"])
+    b = g_of([0, 1, 1, 2], ["gcn", "gin", "cheb", "fc"])
     assert a != b
     space.validate(a)
     space.validate(b)
@@ -85,6 +87,23 @@ def test_equivalent_spellings_share_a_key() -> None:
     c = g_of([0, 0, 0, 0], ["sage", "gcn", "gcn", "gcn"])
     d = g_of([0, 0, 0, 0], ["gcn", "gcn", "sage", "gcn"])
     assert c.key == d.key
+    assert a.key != g_of([0, 1, 1, 2], ["gcn", "cheb", "gin", "fc"]).key
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    links=st.tuples(st.just(0), st.integers(0, 1), st.integers(0, 2), st.integers(0, 3)),
+    ops=st.lists(st.sampled_from(tables.OPS), min_size=4, max_size=4).filter(
+        lambda o: set(o) != {"skip"}
+    ),
+)
+def test_every_well_formed_spelling_is_a_member(links: tuple[int, ...], ops: list[str]) -> None:
+    space = NBGraphSpace("cora")
+    g = g_of(list(links), ops)
+    space.validate(g)
+    canonical = space.pool()[space.index_of(g)]
+    assert canonical.key == g.key
+    assert space.encode([g]).tolist() == space.encode([canonical]).tolist()
 
 
 def test_index_of_matches_pool_order() -> None:
@@ -164,7 +183,8 @@ def test_validate_rejects_ops_proteins_lacks_and_foreign_spaces() -> None:
     with pytest.raises(InvalidGenotype, match=r"\['gat'\] are not in the proteins table"):
         NBGraphSpace("proteins").validate(g)
     with pytest.raises(InvalidGenotype, match="expected 'nbgraph-v1'"):
-        NBGraphSpace("cora").validate(Genotype.of("chain-v1", {"links": [0, 0, 1, 2], "ops": ["gcn"] * 4}))
+        foreign = Genotype.of("chain-v1", {"links": [0, 0, 1, 2], "ops": ["gcn"] * 4})
+        NBGraphSpace("cora").validate(foreign)
 
 
 def test_canonical_is_the_table_key() -> None:
@@ -247,7 +267,7 @@ def test_restricted_unpickler_refuses_a_code_running_pickle(tmp_path: Path) -> N
 
 
 def test_restricted_unpickler_accepts_numpy_scalars(tmp_path: Path) -> None:
-    blob = pickle.dumps({3: {"para": np.float64(1.5), "perf": 0.25}}, protocol=2)
+    blob = pickle.dumps({3: {"para": np.float64(1.5), "perf": 0.25}}, protocol=4)
     assert tables.safe_load(io.BytesIO(blob)) == {3: {"para": 1.5, "perf": 0.25}}
 
 
@@ -258,4 +278,5 @@ def test_nothing_loads_at_import() -> None:
         "from workbench.data import nbgraph_tables as t\n"
         "assert not t._TABLES and 'nas_bench_graph' not in sys.modules, 'loaded at import'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)

@@ -114,7 +114,9 @@ def safe_load(file: str | Path | IO[bytes]) -> Any:
 def check_dataset(dataset: str) -> str:
     """Return ``dataset`` if it is one of :data:`DATASETS`, else raise :class:`UserError`."""
     if dataset not in DATASETS:
-        raise UserError(f"unknown NAS-Bench-Graph dataset {dataset!r}; expected one of {list(DATASETS)}")
+        raise UserError(
+            f"unknown NAS-Bench-Graph dataset {dataset!r}; expected one of {list(DATASETS)}"
+        )
     return dataset
 
 
@@ -127,7 +129,9 @@ def bench_dir() -> Path:
     """The ``light/`` folder of the installed ``nas_bench_graph`` package (not imported)."""
     spec = importlib.util.find_spec("nas_bench_graph")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("the nas-bench-graph package is not installed (pip install nas-bench-graph)")
+        raise UserError(
+            "the nas-bench-graph package is not installed (pip install nas-bench-graph)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "light"
 
 

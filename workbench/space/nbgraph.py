@@ -56,7 +56,9 @@ def _parse(g: Genotype) -> tuple[list[int], list[str]]:
     value = g.value
     if not isinstance(value, dict) or set(value) != {"links", "ops"}:
         got = sorted(value) if isinstance(value, dict) else type(value).__name__
-        raise InvalidGenotype(f"nbgraph spec must be an object with keys 'links' and 'ops'; got {got}")
+        raise InvalidGenotype(
+            f"nbgraph spec must be an object with keys 'links' and 'ops'; got {got}"
+        )
     links, ops = value["links"], value["ops"]
     if not isinstance(links, list) or len(links) != 4:
         raise InvalidGenotype(f"nbgraph 'links' must be a list of 4 integers; got {links!r}")
@@ -292,5 +294,6 @@ class NBGraphSpace(SearchSpace):
     def _check_encoding(self, encoding: str) -> None:
         if encoding not in self.encodings:
             raise InvalidGenotype(
-                f"unknown encoding {encoding!r} for {self.name}; expected one of {list(self.encodings)}"
+                f"unknown encoding {encoding!r} for {self.name}; "
+                f"expected one of {list(self.encodings)}"
             )
