@@ -1,0 +1,145 @@
+"""The nasw command line: end to end on a SQLite store, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from workbench.cli import main
+
+TINY_TASK = """
+name = "tiny-digits"
+description = "digits, 1 epoch, a tiny space (tests)"
+kind = "trained"
+[dataset]
+loader = "digits"
+[split]
+seed = 0
+[space]
+kind = "chain"
+max_layers = 3
+kernels = [3]
+widths = [8, 16]
+dense_widths = [16]
+[training]
+epochs = 2
+batch_size = 128
+"""
+
+
+def run(args, capsys):
+    """Run ``nasw ARGS``; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NASW_STORE", raising=False)
+    (tmp_path / "tiny.toml").write_text(TINY_TASK)
+    return tmp_path
+
+
+def test_search_ls_show_on_default_sqlite_store(workdir, capsys):
+    code, out, err = run(["search", "--task", "tiny.toml", "--strategy", "evolution", "--budget", 3, "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n_trials"] == 3 and result["best"]["metrics"]["test_accuracy"] > 0.3
+    assert (workdir / "runs" / "mlflow.db").is_file()
+
+    code, out, _ = run(["ls", "--format", "json"], capsys)
+    (s,) = json.loads(out)
+    assert s["task"] == "tiny-digits" and s["n_trials"] == 3 and s["state"] == "finished"
+
+    code, out, _ = run(["show", result["search_id"][:6], "--format", "json"], capsys)
+    shown = json.loads(out)
+    assert [t["number"] for t in shown["trials"]] == [0, 1, 2]
+    assert all(t["state"] == "finished" and "val_accuracy" in t["metrics"] for t in shown["trials"])
+
+    code, out, _ = run(["show", result["search_id"]], capsys)
+    assert code == 0 and "tiny-digits" in out
+
+    # MLflow itself shows nested trials with learning curves and genotype artifacts.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny-digits")
+    runs = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{result['search_id']}'")
+    assert len(runs) == 3
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_accuracy")]
+    assert steps[:2] == [0, 1]
+    assert "genotype.json" in [a.path for a in client.list_artifacts(runs[0].info.run_id)]
+
+
+def test_resume_continues_to_the_new_budget(workdir, capsys):
+    code, out, _ = run(["search", "--task", "tiny.toml", "--strategy", "random", "--budget", 2, "--json"], capsys)
+    sid = json.loads(out)["search_id"]
+    code, out, err = run(["resume", sid[:8], "--budget", 3, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["n_trials"] == 3
+
+
+def test_resume_marks_stale_running_trials_failed(workdir, capsys):
+    from metastore import open_store
+
+    code, out, _ = run(["search", "--task", "tiny.toml", "--strategy", "random", "--budget", 1, "--json"], capsys)
+    sid = json.loads(out)["search_id"]
+    store = open_store()
+    g = store.trials(sid)[0]
+    store.start_trial(sid, g.genotype_json, g.genotype_key)  # a trial left RUNNING by a crash
+    code, out, err = run(["resume", sid, "--budget", 3, "--json"], capsys)
+    assert code == 0, err
+    trials = open_store().trials(sid)
+    assert [t.state for t in trials] == ["finished", "failed", "finished"]
+    assert "interrupted" in trials[1].reason
+
+
+def test_tasks_lists_shipped_tasks(capsys):
+    code, out, _ = run(["tasks"], capsys)
+    assert code == 0 and "digits" in out and "mnist1d" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--task", "no-such-task"], "unknown task"),
+        (["search", "--task", "digits", "--strategy", "magic"], "unknown strategy"),
+        (["search", "--task", "digits", "--budget", "0"], "--budget"),
+        (["search", "--task", "digits", "--budget", "many"], "--budget"),
+        (["search", "--task", "digits", "--option", "novalue"], "KEY=VALUE"),
+        (["show", "ffffffff"], "no search"),
+        (["resume", "ffffffff"], "no search"),
+        (["frobnicate"], "No such command"),
+        (["search"], "--task"),
+        (["ls", "--store", "ftp://nowhere"], "store"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(workdir, capsys, args, message):
+    code, out, err = run(args, capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in err + out
+
+
+def test_malformed_task_file_is_one_line(workdir, capsys):
+    (workdir / "bad.toml").write_text('name = "x"\n[dataset]\nloader = "digits"\n')
+    code, _, err = run(["search", "--task", "bad.toml"], capsys)
+    assert code == 2 and err.strip().startswith("error: ") and "[space]" in err
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = (
+        "import sys; from workbench.cli import cli; "
+        "heavy = [m for m in ('torch', 'mlflow', 'botorch', 'ray') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "search", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--budget" in r.stdout
