@@ -211,7 +211,8 @@ class CellSpace(SearchSpace):
                     found[f"{j}<-{int(i)}"] = inverse[op]
         except (ValueError, KeyError, AttributeError):
             raise InvalidGenotype(
-                f"expected a NAS-Bench-201 string like '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'; got {arch!r}"
+                "expected a NAS-Bench-201 string like "
+                f"'|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'; got {arch!r}"
             ) from None
         return self.make(found)
 

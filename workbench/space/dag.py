@@ -30,7 +30,8 @@ Canonical form (:meth:`DagSpace.canonical`):
    an alias output makes its input the output;
 3. ``merge`` of single-input nodes is normalised to ``"add"``;
 4. nodes are relabelled by the lexicographically smallest topological order of their
-   ``(op, merge, inputs)`` entries (exact: ties between identical entries are branched on),
+   ``(op, merge, inputs)`` entries (exact: ties between identical entries are branched on,
+   except between nodes that also have the same consumers, which are interchangeable),
    so isomorphic graphs get the same string.
 """
 
@@ -209,6 +210,11 @@ def reduce_dag(nodes: Sequence[DagNode]) -> tuple[DagNode, ...]:
         for k, ins in resolved.items()
     }
     inner = sorted(k for k in resolved if k != out)
+    consumers: dict[int, tuple[int, ...]] = {k: () for k in resolved}
+    for k, ins in resolved.items():
+        for i in ins:
+            if i > 0:
+                consumers[i] += (k,)
     best: list[tuple[str, str, tuple[int, ...]]] | None = None
 
     def entry(k: int, pos: dict[int, int]) -> tuple[str, str, tuple[int, ...]]:
@@ -226,8 +232,12 @@ def reduce_dag(nodes: Sequence[DagNode]) -> tuple[DagNode, ...]:
         ready = [k for k in inner if k not in pos and all(i in pos for i in resolved[k])]
         entries = {k: entry(k, pos) for k in ready}
         low = min(entries.values())
+        tried: set[tuple[int, ...]] = set()
         for k in ready:
-            if entries[k] == low:
+            # tied nodes have equal labels and inputs; those that also have equal consumers
+            # are interchangeable (swapping them is an automorphism): branch on one of them
+            if entries[k] == low and consumers[k] not in tried:
+                tried.add(consumers[k])
                 pos[k] = len(seq) + 1
                 seq.append(low)
                 search(pos, seq)
@@ -264,7 +274,8 @@ class DagSpace(SearchSpace):
             ``macro``, not part of its key).
         ops: The operations allowed, a subset of :data:`DAG_OPS`.
         path_length: Longest op sequence counted by the ``"path"`` encoding (longer
-            stem -> output paths are not counted), 1..``max_nodes``.
+            stem -> output paths are not counted), 1..``max_nodes``; default
+            ``min(3, max_nodes)``.
 
     Raises:
         UserError: On a bad setting.
@@ -280,7 +291,7 @@ class DagSpace(SearchSpace):
         width: int = DEFAULT_WIDTH,
         ops: Sequence[str] = DAG_OPS,
         min_nodes: int = 1,
-        path_length: int = 3,
+        path_length: int | None = None,
     ) -> None:
         if not _is_int(max_nodes) or not 1 <= max_nodes <= MAX_NODES_LIMIT:
             raise UserError(f"dag max_nodes must be an integer in 1..{MAX_NODES_LIMIT}; got {max_nodes!r}")
@@ -293,6 +304,8 @@ class DagSpace(SearchSpace):
         bad = [o for o in ops if o not in DAG_OPS]
         if bad or not ops or len(set(ops)) != len(ops):
             raise UserError(f"dag ops must be distinct names from {list(DAG_OPS)}; got {list(ops)}")
+        if path_length is None:
+            path_length = min(3, max_nodes) if _is_int(max_nodes) else 3
         if not _is_int(path_length) or not 1 <= path_length <= max_nodes:
             raise UserError(f"dag path_length must be an integer in 1..{max_nodes}; got {path_length!r}")
         if len(ops) == 1 and max_nodes == 1:
@@ -359,8 +372,8 @@ class DagSpace(SearchSpace):
         """One edit: change an op, flip a merge, add or remove an input, insert or remove a node.
 
         Edits that change the canonical key are preferred (tried at random first, then
-        exhaustively over op / merge / input edits, where changing the output's op always
-        changes the key); the result always differs from ``g``.
+        exhaustively over op / merge / input edits and appending an output, where changing
+        the output's op always changes the key); the result always differs from ``g``.
         """
         self.validate(g)
         nodes, macro = read_dag(g)
@@ -380,12 +393,14 @@ class DagSpace(SearchSpace):
             child = self._genotype(edits[int(j)], macro)
             if child.key != key:
                 return child
+            if fallback is None and child != g:
+                fallback = child
         if fallback is None:  # pragma: no cover - excluded by the settings check
             raise UserError(f"no mutation of {g} exists in this space")
-        return fallback
+        return fallback  # only in degenerate spaces (e.g. ops = ['identity']): same key
 
     def _small_edits(self, nodes: Sequence[DagNode]) -> Iterator[list[DagNode]]:
-        """Every op change, merge flip and input addition / removal of ``nodes``."""
+        """Every op change, merge flip, input addition / removal, and appending a new output."""
         for k, node in enumerate(nodes):
             for op in self.ops:
                 if op != node.op:
@@ -400,6 +415,11 @@ class DagSpace(SearchSpace):
                 if i not in node.inputs:
                     ins = tuple(sorted((*node.inputs, i)))
                     yield self._replace(nodes, k, DagNode(node.op, node.merge, ins))
+        if len(nodes) < self.max_nodes:  # a new output reading the old one
+            for op in self.ops:
+                if op != "identity":
+                    yield [*nodes, DagNode(op, "add", (len(nodes),))]
+                    break
 
     @staticmethod
     def _replace(nodes: Sequence[DagNode], k: int, node: DagNode) -> list[DagNode]:
@@ -504,7 +524,8 @@ class DagSpace(SearchSpace):
         width = self.onehot_width if encoding == "onehot" else self.path_width
         out = np.zeros((len(gs), width), dtype=np.float64)
         m = self.max_nodes
-        tri = {(i, j): t for t, (i, j) in enumerate((i, j) for i in range(m + 1) for j in range(i + 1, m + 1))}
+        pairs = [(i, j) for i in range(m + 1) for j in range(i + 1, m + 1)]
+        tri = {pair: t for t, pair in enumerate(pairs)}
         op_index = {o: t for t, o in enumerate(self.ops)}
         n_ops = len(self.ops)
         base = len(tri)

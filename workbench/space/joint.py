@@ -111,7 +111,9 @@ class JointSpace(SearchSpace):
         from workbench.space.registry import make_space
 
         if not isinstance(base, Mapping) or not isinstance(base.get("kind"), str):
-            raise UserError(f"joint base must be a table with a 'kind' (e.g. {{kind = 'chain'}}); got {base!r}")
+            raise UserError(
+                f"joint base must be a table with a 'kind' (e.g. {{kind = 'chain'}}); got {base!r}"
+            )
         if base["kind"] == self.kind or str(base["kind"]).startswith("joint-"):
             raise UserError("joint base must be an architecture space, not another joint space")
         self.base = dict(base)
@@ -277,4 +279,4 @@ class JointSpace(SearchSpace):
                 values = self.choices[name]
                 if len(values) > 1:
                     extra[row, col] = values.index(hp[name]) / (len(values) - 1)
-        return np.concatenate([inner.reshape(len(gs), -1), np.clip(extra, 0.0, 1.0)], axis=1)
+        return np.concatenate([np.asarray(inner, dtype=np.float64), np.clip(extra, 0.0, 1.0)], axis=1)
