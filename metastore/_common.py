@@ -58,6 +58,8 @@ MAX_TAG_VALUE = 8000  # MLflow's limit on a run tag value
 MAX_PARAM_VALUE = 500  # params are for the UI table; longer values are truncated
 MAX_KEY = 250  # MLflow's limit on a tag, param or metric key
 END_STATES = (FINISHED, FAILED)
+KILLED = "killed"  # a search stopped by the user (Ctrl-C); trials end finished or failed
+SEARCH_END_STATES = (FINISHED, FAILED, KILLED)
 
 _KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 
@@ -89,14 +91,14 @@ def check_user_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def check_end_state(state: str, what: str) -> str:
-    """``state`` if it is ``finished`` or ``failed``.
+def check_end_state(state: str, what: str, allowed: tuple[str, ...] = END_STATES) -> str:
+    """``state`` if it is one of ``allowed`` (by default ``finished`` or ``failed``).
 
     Raises:
         StoreError: Any other state.
     """
-    if state not in END_STATES:
-        raise StoreError(f"a {what} ends as 'finished' or 'failed'; got {state!r}")
+    if state not in allowed:
+        raise StoreError(f"a {what} ends as one of {', '.join(map(repr, allowed))}; got {state!r}")
     return state
 
 

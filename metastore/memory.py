@@ -134,8 +134,11 @@ class MemoryStore(Metastore):
     def finish_search(
         self, search_id: str, *, state: str = FINISHED, summary: Mapping[str, float] | None = None
     ) -> None:
-        """Record the summary metrics and end the search (a resumed search may end again)."""
-        c.check_end_state(state, "search")
+        """Record the summary metrics and end the search as ``finished``, ``failed`` or ``killed``.
+
+        A resumed search may end again.
+        """
+        c.check_end_state(state, "search", c.SEARCH_END_STATES)
         values = c.float_metrics(summary)
         with self._state.lock:
             record = self._search(search_id)
