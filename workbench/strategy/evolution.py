@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
+from workbench.errors import UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import Observation, Proposal, Strategy
+from workbench.strategy.pareto import crowding_distance, nondominated_sort, objective_matrix, parse_objectives
 
 
 class RegularizedEvolution(Strategy):
@@ -23,6 +27,12 @@ class RegularizedEvolution(Strategy):
         population: Number of youngest members kept alive.
         sample_size: Tournament size.
         prior: Genotypes to evaluate first (warm start).
+        objectives: Keys of ``Observation.objectives`` to optimise, a leading ``-`` to
+            minimise (e.g. ``["val_accuracy", "-latency"]``). Empty: the scalar ``value``. One:
+            that objective as the scalar. Several: NSGA-II selection, a tournament won by the
+            lowest non-dominated front rank within the population, ties broken by the largest
+            crowding distance; members missing an objective never win. :meth:`pareto_front`
+            gives the front of everything told.
     """
 
     name = "evolution"
@@ -34,6 +44,7 @@ class RegularizedEvolution(Strategy):
         population: int = 10,
         sample_size: int = 3,
         prior: Sequence[Genotype] = (),
+        objectives: Sequence[str] | str = (),
     ) -> None:
         super().__init__(space, seed)
         if population < 2 or not 1 <= sample_size <= population:
@@ -41,9 +52,53 @@ class RegularizedEvolution(Strategy):
         self.population = population
         self.sample_size = sample_size
         self.prior = list(prior)
+        try:
+            self.objectives = parse_objectives(objectives)
+        except ValueError as exc:
+            raise UserError(f"bad evolution objectives: {exc}") from None
 
     def _alive(self) -> list[Observation]:
         return self.history[-self.population :]
+
+    def _fitness(self, members: Sequence[Observation]) -> list[tuple[float, ...] | None]:
+        """A sortable fitness per member (larger is better), None for members that never win."""
+        if not self.objectives:
+            return [(float(o.value),) if o.ok else None for o in members]
+        values, ok = objective_matrix([o.objectives for o in members], self.objectives)
+        ok &= np.array([o.value is not None for o in members], dtype=bool)
+        if len(self.objectives) == 1:
+            return [(float(values[i, 0]),) if ok[i] else None for i in range(len(members))]
+        out: list[tuple[float, ...] | None] = [None] * len(members)
+        rows = np.flatnonzero(ok)
+        if len(rows):
+            ranks = nondominated_sort(values[rows])
+            crowd = np.zeros(len(rows))
+            for r in np.unique(ranks):
+                front = np.flatnonzero(ranks == r)
+                crowd[front] = crowding_distance(values[rows[front]])
+            for j, i in enumerate(rows):
+                out[i] = (-float(ranks[j]), float(crowd[j]))
+        return out
+
+    def pareto_front(self) -> list[Observation]:
+        """The told observations no other told observation dominates (with ``objectives``).
+
+        Without objectives: the incumbent alone. Observations missing an objective (or failed)
+        are left out; equal points all stay.
+        """
+        if not self.objectives:
+            return [self.incumbent] if self.incumbent is not None else []
+        fit = self._fitness(self.history) if len(self.objectives) == 1 else None
+        if fit is not None:
+            best = max((f for f in fit if f is not None), default=None)
+            return [o for o, f in zip(self.history, fit) if f is not None and f == best]
+        values, ok = objective_matrix([o.objectives for o in self.history], self.objectives)
+        ok &= np.array([o.value is not None for o in self.history], dtype=bool)
+        rows = np.flatnonzero(ok)
+        if not len(rows):
+            return []
+        ranks = nondominated_sort(values[rows])
+        return [self.history[i] for i in rows[ranks == 0]]
 
     def ask(self, n: int = 1, *, pending: Sequence[Genotype] = ()) -> list[Proposal]:
         rng = self.rng_for(pending)
@@ -54,7 +109,7 @@ class RegularizedEvolution(Strategy):
             started = len(self.history) + len(pending) + len(out)
             if queued_prior and started < self.population:
                 g = queued_prior.pop(0)
-            elif started < self.population or not any(o.ok for o in self._alive()):
+            elif started < self.population or all(f is None for f in self._fitness(self._alive())):
                 g = self.fresh_sample(rng, taken)
             else:
                 g = self._child(rng, taken)
@@ -64,11 +119,12 @@ class RegularizedEvolution(Strategy):
 
     def _child(self, rng, taken: set[str]) -> Genotype:
         alive = self._alive()
+        fitness = self._fitness(alive)
         idx = rng.choice(len(alive), size=min(self.sample_size, len(alive)), replace=False)
-        contenders = [alive[i] for i in idx]
-        parent = max(contenders, key=lambda o: o.value if o.ok else float("-inf"))
-        if not parent.ok:
-            parent = max((o for o in alive if o.ok), key=lambda o: o.value)
+        winners = [int(i) for i in idx if fitness[int(i)] is not None]
+        if not winners:
+            winners = [i for i, f in enumerate(fitness) if f is not None]
+        parent = alive[max(winners, key=lambda i: fitness[i])]
         child = self.space.mutate(parent.genotype, rng)
         for _ in range(50):
             if self.is_new(child, taken):

@@ -241,6 +241,8 @@ def hypervolume_2d(
 
     Points that do not dominate the reference point contribute nothing.
     """
+    if len(points) == 0:
+        return 0.0
     arr = oriented(points, directions)
     if arr.shape[1] != 2:
         raise ValueError(f"hypervolume_2d needs 2 objectives; got {arr.shape[1]}")
