@@ -28,6 +28,7 @@ SPACE_SETTINGS = {
     "dag": {},
     "cell": {},
     "nbgraph": {"dataset": "cora"},
+    "joint": {"base": {"kind": "chain", "max_layers": 3, "kernels": [3], "widths": [8, 16], "dense_widths": [16]}},
 }
 
 
