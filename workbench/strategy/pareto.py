@@ -125,7 +125,9 @@ def _signs(directions: Sequence[Direction] | None, m: int) -> np.ndarray:
     return out
 
 
-def oriented(points: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Direction] | None = None) -> np.ndarray:
+def oriented(
+    points: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Direction] | None = None
+) -> np.ndarray:
     """``points`` as a float64 `n x m` array with every objective turned into a maximisation.
 
     Raises:

@@ -12,6 +12,7 @@ from workbench.strategy.base import Strategy
 _STRATEGIES: dict[str, str] = {
     "random": "workbench.strategy.random:RandomSearch",
     "evolution": "workbench.strategy.evolution:RegularizedEvolution",
+    "rl": "workbench.strategy.rl:ReinforceController",
 }
 
 
