@@ -160,10 +160,15 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--device", default=None, help="Training device: cuda or cpu (default: cuda when available).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option, e.g. population=20 (repeatable).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Trials at once.")
+@click.option("--executor", type=click.Choice(["inprocess", "pool", "ray"]), default="inprocess", show_default=True,
+              help="Where trials run: this process, a local process pool, or Ray (pool is used for inprocess with --workers > 1).")
+@click.option("--address", default=None, help="Ray cluster address (HOST:PORT); default: a local Ray instance.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
 def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str | None, device: str | None,
-               options: Sequence[str], quiet: bool, json_out: bool) -> None:
+               options: Sequence[str], workers: int, executor: str, address: str | None, quiet: bool,
+               json_out: bool) -> None:
     """Run a new search on a task and record it in the metastore."""
     from workbench.loop import new_search
     from workbench.strategy.registry import strategy_names
@@ -175,7 +180,8 @@ def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str
     opts = _parse_options(options)
     progress = _LiveProgress(task.objective, quiet or json_out)
     st = _store(store)
-    search = new_search(st, task, strategy, budget, seed, strategy_options=opts, progress=progress, device=device)
+    search = new_search(st, task, strategy, budget, seed, strategy_options=opts, progress=progress, device=device,
+                        executor=executor, workers=workers, address=address)
     _run(search, progress, json_out)
 
 
@@ -184,9 +190,14 @@ def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str
 @click.option("--budget", type=click.IntRange(min=1), default=None, help="New total budget (default: the original).")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--device", default=None, help="Training device: cuda or cpu.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Trials at once.")
+@click.option("--executor", type=click.Choice(["inprocess", "pool", "ray"]), default="inprocess", show_default=True)
+@click.option("--address", default=None, help="Ray cluster address (HOST:PORT).")
+@click.option("--force", is_flag=True, help="Resume even if a trial looks alive (its heartbeat is recent).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
-def resume_cmd(search_id: str, budget: int | None, store: str | None, device: str | None, quiet: bool, json_out: bool) -> None:
+def resume_cmd(search_id: str, budget: int | None, store: str | None, device: str | None, workers: int,
+               executor: str, address: str | None, force: bool, quiet: bool, json_out: bool) -> None:
     """Continue an interrupted search: stale trials are marked failed, finished ones replayed."""
     from workbench.loop import resume_search
 
@@ -194,7 +205,8 @@ def resume_cmd(search_id: str, budget: int | None, store: str | None, device: st
     sid = st.resolve_search(search_id)
     rec = st.search(sid)
     progress = _LiveProgress(rec.objective, quiet or json_out)
-    search = resume_search(st, sid, budget=budget, progress=progress, device=device)
+    search = resume_search(st, sid, budget=budget, progress=progress, device=device, force=force,
+                           executor=executor, workers=workers, address=address)
     _run(search, progress, json_out)
 
 

@@ -9,10 +9,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metastore import Metastore, TrialRecord
-from workbench.errors import InvalidGenotype, TrialFailed, UserError
+from workbench.errors import InvalidGenotype, StoreError, UserError
 from workbench.evaluate.base import Evaluator
 from workbench.evaluate.factory import evaluator_for, meta_features_for, space_for
 from workbench.evaluate.trainer import evaluator_seed
+from workbench.execute.base import Executor
+from workbench.execute.trial import (
+    HEARTBEAT_TAG,
+    TrialJob,
+    TrialOutcome,
+    default_inherit,
+    execute_trial,
+    heartbeat_is_dead,
+    morphisms_json,
+)
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import Observation, Proposal, Strategy
@@ -32,6 +42,11 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     else:
         out[prefix[:-1] or "value"] = value
     return out
+
+
+def inherit_weights(store: Metastore, job: TrialJob, genotype: Genotype):
+    """Weights a trial starts from (its parent's); see :func:`workbench.execute.trial.default_inherit`."""
+    return default_inherit(store, job, genotype)
 
 
 class Progress:
@@ -100,6 +115,7 @@ class Search:
         seed: int = 0,
         progress: Progress | None = None,
         save_weights: bool = True,
+        executor: Executor | None = None,
     ) -> None:
         if budget < 1:
             raise UserError(f"budget must be a positive number of trials, got {budget}")
@@ -112,6 +128,7 @@ class Search:
         self.seed = int(seed)
         self.progress = progress or Progress()
         self.save_weights = save_weights and space.trainable
+        self.executor = executor
         self.search_id: str | None = None
         self.records: list[TrialRecord] = []
 
@@ -138,29 +155,63 @@ class Search:
         )
         return self.search_id
 
-    def replay(self, search_id: str) -> int:
-        """Attach to an existing search: mark stale trials failed and tell the strategy everything."""
+    def replay(self, search_id: str, *, force: bool = False, stale_after: float = 600.0) -> int:
+        """Attach to an existing search: fail its dead RUNNING trials and tell the strategy everything.
+
+        A RUNNING trial whose heartbeat shows a live process (same host, pid alive, or a beat in
+        the last ``stale_after`` seconds) means the search is still running elsewhere: that is an
+        error unless ``force``.
+        """
         self.search_id = search_id
-        self.store.mark_stale(search_id, reason="interrupted: the search stopped while this trial ran")
+        for rec in self.store.trials(search_id):
+            if rec.state != "running":
+                continue
+            beat = rec.tags.get(HEARTBEAT_TAG)
+            if not force and beat and not heartbeat_is_dead(beat, stale_after):
+                raise UserError(
+                    f"trial {rec.number} of search {search_id} is still running ({beat.rsplit(':', 1)[0]}); "
+                    "stop that process first, or resume with --force"
+                )
+            self.store.finish_trial(rec.trial_id, state="failed", reason="interrupted: the search stopped while this trial ran")
         self.records = self.store.trials(search_id)
         obs = [o for o in (observation_of(r, self.task.objective, self.space) for r in self.records) if o]
         self.strategy.tell(obs)
         return len(self.records)
 
     def run(self) -> SearchResult:
-        """Run trials until the budget is spent; interrupted trials are marked failed."""
+        """Run trials until the budget is spent; interrupted trials are marked failed.
+
+        With an executor of capacity > 1, a free worker gets a new proposal at once, with the
+        running trials passed to the strategy as pending.
+        """
         assert self.search_id is not None, "call start() or replay() first"
         self.progress.search_started(self.search_id, self.budget, len(self.records))
+        executor = self.executor or self._in_process()
         state = "finished"
+        running: dict[str, tuple[int, Genotype]] = {}
         try:
-            while len(self.records) < self.budget:
-                proposal = self.strategy.ask(1)[0]
-                obs = self.run_trial(proposal, len(self.records))
-                self.strategy.tell([obs])
+            while len(self.records) + len(running) < self.budget or running:
+                while len(running) < executor.capacity and len(self.records) + len(running) < self.budget:
+                    pending = [g for _, g in running.values()]
+                    proposal = self.strategy.ask(1, pending=pending)[0]
+                    number = len(self.records) + len(running)
+                    job = self.start_trial(proposal, number)
+                    running[job.trial_id] = (number, proposal.genotype)
+                    executor.submit(job)
+                for outcome in executor.wait():
+                    number, g = running.pop(outcome.trial_id)
+                    self._record(outcome, g)
         except KeyboardInterrupt:
             state = "killed"
+            for trial_id in running:
+                try:
+                    self.store.finish_trial(trial_id, state="failed", reason="interrupted by the user")
+                except StoreError:
+                    pass
             raise
         finally:
+            if executor is not self.executor:
+                executor.shutdown()
             summary = self.summary()
             self.store.finish_search(self.search_id, state=state, summary=summary)
             if state == "finished":
@@ -168,54 +219,58 @@ class Search:
         return SearchResult(self.search_id, len(self.records), self.n_failed, self.best_record(), summary)
 
     # -- one trial ------------------------------------------------------------------------
-    def run_trial(self, proposal: Proposal, number: int) -> Observation:
-        """Start, evaluate and record one trial; failures are recorded, never raised."""
+    def start_trial(self, proposal: Proposal, number: int) -> TrialJob:
+        """Create the trial's RUNNING run and the job that evaluates it."""
         g = proposal.genotype
-        params = {k: v for k, v in flatten(g.value).items()}
         tags = {}
+        steps = morphisms_json(proposal.morphisms)
         if proposal.morphisms:
-            tags["nasw.morphisms"] = ";".join(m.op for m in proposal.morphisms)
+            tags["nasw.morphisms"] = steps
         trial_id = self.store.start_trial(
-            self.search_id, g.to_json(), g.key, params=params, parent_trial=proposal.parent_trial, tags=tags
+            self.search_id, g.to_json(), g.key, params=flatten(g.value), parent_trial=proposal.parent_trial, tags=tags
         )
         self.progress.trial_started(number, g)
-        init_state = None
-        if proposal.parent_trial and self.space.trainable:
-            init_state = self.store.load_weights(proposal.parent_trial)
+        return TrialJob(
+            search_id=self.search_id,
+            trial_id=trial_id,
+            number=number,
+            genotype_json=g.to_json(),
+            seed=evaluator_seed(self.seed, number),
+            objective=self.task.objective,
+            parent_trial=proposal.parent_trial,
+            morphisms=steps,
+        )
 
-        def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
-            self.store.log_metrics(trial_id, metrics, step=epoch)
-            self.progress.epoch(number, epoch, metrics)
+    def run_trial(self, proposal: Proposal, number: int) -> Observation:
+        """Start, evaluate (in this process) and record one trial; failures are recorded, never raised."""
+        job = self.start_trial(proposal, number)
+        outcome = self._execute(job, lambda e, m: self.progress.epoch(number, e, m))
+        return self._record(outcome, proposal.genotype)
 
-        try:
-            result = self.evaluator.evaluate(
-                g, seed=evaluator_seed(self.seed, number), init_state=init_state, on_epoch=on_epoch
-            )
-            value = result.metrics.get(self.task.objective)
-            if value is None or not math.isfinite(value):
-                raise TrialFailed(f"objective {self.task.objective!r} missing or not finite")
-        except TrialFailed as exc:
-            self.store.finish_trial(trial_id, state="failed", reason=exc.reason)
-            obs = Observation(g, None, trial_id=trial_id)
-        except KeyboardInterrupt:
-            self.store.finish_trial(trial_id, state="failed", reason="interrupted by the user")
-            self.records.append(self.store.trial(trial_id))
-            raise
-        except (RuntimeError, ValueError, MemoryError) as exc:
-            # A trial that crashes (out of memory, a shape error) ends failed; the search goes on.
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
-            self.store.finish_trial(trial_id, state="failed", reason=reason)
-            obs = Observation(g, None, trial_id=trial_id)
-        else:
-            if self.save_weights and result.state_dict is not None:
-                self.store.save_weights(trial_id, result.state_dict)
-            if result.notes:
-                self.store.set_tags(trial_id, {f"nasw.note.{k}": v for k, v in result.notes.items()})
-            self.store.finish_trial(trial_id, state="finished", metrics=result.metrics)
-            obs = Observation(g, float(value), objectives=dict(result.metrics), trial_id=trial_id)
-        self.records.append(self.store.trial(trial_id))
+    def _execute(self, job: TrialJob, on_epoch=None) -> TrialOutcome:
+        return execute_trial(
+            self.store, self.evaluator, self.space, job, on_epoch=on_epoch, save_weights=self.save_weights,
+            inherit=inherit_weights,
+        )
+
+    def _in_process(self) -> Executor:
+        from workbench.execute.inprocess import InProcessExecutor
+
+        return InProcessExecutor(self._execute, self.progress.epoch)
+
+    def _record(self, outcome: TrialOutcome, g: Genotype) -> Observation:
+        """Keep the outcome as a record, tell the strategy, update the display."""
+        rec = TrialRecord(
+            trial_id=outcome.trial_id, search_id=self.search_id or "", task=self.task.name, number=outcome.number,
+            genotype_json=g.to_json(), genotype_key=g.key, state=outcome.state, metrics=dict(outcome.metrics),
+            reason=outcome.reason,
+        )
+        self.records.append(rec)
+        value = outcome.metrics.get(self.task.objective) if outcome.state == "finished" else None
+        obs = Observation(g, value, objectives=dict(outcome.metrics), trial_id=outcome.trial_id)
+        self.strategy.tell([obs])
         best = self.best_record()
-        self.progress.trial_finished(number, obs, best.metrics[self.task.objective] if best else None)
+        self.progress.trial_finished(outcome.number, obs, best.metrics[self.task.objective] if best else None)
         return obs
 
     # -- results --------------------------------------------------------------------------
@@ -262,20 +317,50 @@ def new_search(
     device: str | None = None,
     tags: Mapping[str, str] | None = None,
     prior: Sequence[Genotype] = (),
+    executor: str = "inprocess",
+    workers: int = 1,
+    address: str | None = None,
 ) -> Search:
     """Build every object a search needs and create its parent run."""
     space = space_for(task)
     evaluator = evaluator_for(task, device=device)
     options = dict(strategy_options or {})
     strategy = make_strategy(strategy_name, space, seed=seed, **options)
-    search = Search(store, task, strategy, evaluator, space, budget, seed, progress)
+    execu = make_executor(executor, workers, store, task, device=device, address=address, trainable=space.trainable)
+    search = Search(store, task, strategy, evaluator, space, budget, seed, progress, executor=execu)
     search.start(options, tags)
     return search
 
 
+def make_executor(
+    name: str, workers: int, store: Metastore, task: Task, *, device: str | None = None,
+    address: str | None = None, trainable: bool = True,
+) -> Executor | None:
+    """The executor for ``--executor NAME --workers N`` (None: in process, one at a time)."""
+    import json
+
+    from workbench.execute.base import executor_class
+
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    if name == "inprocess" and workers == 1:
+        return None
+    if name == "inprocess":
+        name = "pool"
+    cls = executor_class(name)
+    if store.uri.startswith("memory://"):
+        raise UserError("parallel workers need a persistent store (sqlite:///... or http://...), not memory://")
+    task_json = json.dumps(task.to_dict())
+    kwargs: dict[str, Any] = {"device": device, "save_weights": trainable}
+    if name == "ray":
+        kwargs["address"] = address
+    return cls(store, store.uri, task_json, workers, **kwargs)
+
+
 def resume_search(
     store: Metastore, search_id: str, *, budget: int | None = None, progress: Progress | None = None,
-    device: str | None = None,
+    device: str | None = None, force: bool = False, executor: str = "inprocess", workers: int = 1,
+    address: str | None = None,
 ) -> Search:
     """Rebuild a recorded search from its spec and replay its trials into a fresh strategy."""
     rec = store.search(search_id)
@@ -290,6 +375,7 @@ def resume_search(
     space = space_for(task)
     evaluator = evaluator_for(task, device=device)
     strategy = make_strategy(strategy_name, space, seed=rec.seed, **options)
-    search = Search(store, task, strategy, evaluator, space, total, rec.seed, progress)
-    search.replay(search_id)
+    execu = make_executor(executor, workers, store, task, device=device, address=address, trainable=space.trainable)
+    search = Search(store, task, strategy, evaluator, space, total, rec.seed, progress, executor=execu)
+    search.replay(search_id, force=force)
     return search

@@ -1,0 +1,182 @@
+"""Run one recorded trial: inherit weights, evaluate, write metrics and weights, finish the run.
+
+The same function runs in the search process (in-process executor) and in workers (process
+pool, Ray), which open the store by URI and rebuild the task's evaluator once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from metastore import Metastore
+from workbench.errors import InvalidGenotype, StoreError, TrialFailed
+from workbench.evaluate.base import Evaluator
+from workbench.space.base import SearchSpace
+from workbench.space.genotype import Genotype
+
+HEARTBEAT_TAG = "nasw.heartbeat"
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """Everything a worker needs to run one trial that the search already started in the store.
+
+    Attributes:
+        search_id: The search (parent run).
+        trial_id: The trial (child run), already RUNNING in the store.
+        number: Order of the trial in its search.
+        genotype_json: ``Genotype.to_json()``.
+        seed: Training seed.
+        objective: Metric that must come back finite.
+        parent_trial: Trial whose weights the child inherits, if any.
+        morphisms: JSON list of morphism steps from the parent's genotype to this one.
+    """
+
+    search_id: str
+    trial_id: str
+    number: int
+    genotype_json: str
+    seed: int
+    objective: str
+    parent_trial: str | None = None
+    morphisms: str = "[]"
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What a trial ended with (the store already holds the same)."""
+
+    trial_id: str
+    number: int
+    state: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+def heartbeat_value() -> str:
+    """``host:pid:unix-time`` of the current process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"
+
+
+def heartbeat_is_dead(value: str | None, stale_after: float) -> bool:
+    """True when the process that wrote ``value`` is gone (same host, pid not alive) or silent."""
+    if not value:
+        return True
+    try:
+        host, pid, stamp = value.rsplit(":", 2)
+        pid_i, stamp_f = int(pid), float(stamp)
+    except ValueError:
+        return True
+    if host == socket.gethostname():
+        if pid_i == os.getpid():
+            return True
+        try:
+            os.kill(pid_i, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return time.time() - stamp_f > stale_after
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+InheritFn = Callable[[Metastore, TrialJob, Genotype], "tuple[Mapping[str, Any] | None, dict[str, str]]"]
+
+
+def default_inherit(store: Metastore, job: TrialJob, genotype: Genotype) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
+    """Weights to start from: the parent's, unchanged (no morphism steps). Returns (state, notes)."""
+    if not job.parent_trial:
+        return None, {}
+    state = store.load_weights(job.parent_trial)
+    if state is None:
+        return None, {"weights": f"parent {job.parent_trial} weights missing or unreadable; trained from scratch"}
+    return state, {}
+
+
+def execute_trial(
+    store: Metastore,
+    evaluator: Evaluator,
+    space: SearchSpace,
+    job: TrialJob,
+    on_epoch: Callable[[int, Mapping[str, float]], None] | None = None,
+    save_weights: bool = True,
+    inherit: InheritFn | None = None,
+) -> TrialOutcome:
+    """Evaluate a started trial and record the result; failures are recorded, never raised.
+
+    ``KeyboardInterrupt`` marks the trial failed and propagates.
+    """
+    start = time.perf_counter()
+    try:
+        store.set_tags(job.trial_id, {HEARTBEAT_TAG: heartbeat_value()})
+    except StoreError:
+        pass
+    last_beat = [time.monotonic()]
+
+    def epoch_cb(epoch: int, metrics: Mapping[str, float]) -> None:
+        store.log_metrics(job.trial_id, metrics, step=epoch)
+        if time.monotonic() - last_beat[0] > 5.0:
+            last_beat[0] = time.monotonic()
+            store.set_tags(job.trial_id, {HEARTBEAT_TAG: heartbeat_value()})
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+
+    def fail(reason: str) -> TrialOutcome:
+        store.finish_trial(job.trial_id, state="failed", reason=reason)
+        return TrialOutcome(job.trial_id, job.number, "failed", reason=reason, seconds=time.perf_counter() - start)
+
+    try:
+        g = Genotype.from_json(job.genotype_json)
+        space.validate(g)
+        init_state, notes = (inherit or default_inherit)(store, job, g) if space.trainable else (None, {})
+        result = evaluator.evaluate(g, seed=job.seed, init_state=init_state, on_epoch=epoch_cb)
+        value = result.metrics.get(job.objective)
+        if value is None or not math.isfinite(value):
+            raise TrialFailed(f"objective {job.objective!r} missing or not finite")
+    except TrialFailed as exc:
+        return fail(exc.reason)
+    except InvalidGenotype as exc:
+        return fail(f"invalid genotype: {exc}")
+    except KeyboardInterrupt:
+        fail("interrupted by the user")
+        raise
+    except StoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crashing trial (OOM, a user's loader) ends failed
+        return fail(_reason(exc))
+    notes = {**notes, **result.notes}
+    if save_weights and result.state_dict is not None and space.trainable:
+        try:
+            store.save_weights(job.trial_id, result.state_dict)
+        except (StoreError, OSError) as exc:
+            notes["weights_saved"] = f"not saved: {_reason(exc)}"
+    if notes:
+        store.set_tags(job.trial_id, {f"nasw.note.{k}": str(v)[:5000] for k, v in notes.items()})
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    store.finish_trial(job.trial_id, state="finished", metrics=metrics)
+    return TrialOutcome(job.trial_id, job.number, "finished", metrics, seconds=time.perf_counter() - start)
+
+
+def morphisms_json(steps: Any) -> str:
+    """JSON text of a proposal's morphism steps (dataclasses or dicts)."""
+    out = []
+    for s in steps or ():
+        if hasattr(s, "__dataclass_fields__"):
+            from dataclasses import asdict
+
+            out.append(asdict(s))
+        else:
+            out.append(s)
+    return json.dumps(out, default=str)
