@@ -266,8 +266,12 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
     from rich.table import Table
 
     obj = rec.objective
-    table = Table("#", "trial", "state", obj, "test_accuracy", "params", "seconds", "genotype / reason",
+    table = Table("no", "trial", "state", obj, "test_accuracy", "params", "seconds",
                   title=f"search {sid}: {rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}")
+    table.add_column("genotype / reason", no_wrap=True, overflow="ellipsis", min_width=16, max_width=36)
+    for col in table.columns[:-1]:
+        col.no_wrap = True
+        col.min_width = {"no": 2, "trial": 12, "state": 8}.get(str(col.header), 6)
     best = max((t for t in trials if t.state == "finished" and obj in t.metrics), key=lambda t: t.metrics[obj], default=None)
     for t in trials:
         style = "bold green" if best is not None and t.trial_id == best.trial_id else ("red" if t.state == "failed" else None)
@@ -299,6 +303,61 @@ def _short_genotype(text: str) -> str:
     return json.dumps(spec, separators=(",", ":"))[:100]
 
 
+@cli.command("lineage")
+@click.argument("trial_id")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
+    """Show a trial's family tree: its ancestors up to the root, the morphism steps between
+    them, and its children (TRIAL_ID: the full id or a unique prefix of 6+ characters)."""
+    from workbench.lineage import ancestors, children, describe, resolve_trial
+
+    st = _store(store)
+    tid = resolve_trial(st, trial_id)
+    line = ancestors(st, tid)
+    kids = children(st, line[-1].trial)
+    if fmt == "json":
+        click.echo(json.dumps({
+            "trial_id": tid,
+            "ancestors": [
+                {"trial_id": g.trial.trial_id, "task": g.trial.task, "search_id": g.trial.search_id,
+                 "number": g.trial.number, "state": g.trial.state, "parent_trial": g.trial.parent_trial,
+                 "genotype": json.loads(g.trial.genotype_json), "steps": [s.to_dict() for s in g.steps],
+                 "inherited": g.inherited, "warning": g.warning, "metrics": g.trial.metrics}
+                for g in line
+            ],
+            "children": [{"trial_id": c.trial_id, "number": c.number, "metrics": c.metrics} for c in kids],
+        }, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    root = line[0].trial
+    title = f"lineage of trial {tid[:12]} ({len(line)} generation{'s' if len(line) != 1 else ''})"
+    table = Table("gen", "trial", "task / #", "state", "val", "test", "epochs", "genotype", "from parent", title=title)
+    for depth, g in enumerate(line):
+        t = g.trial
+        if depth == 0:
+            how = "root" + (f" (parent {t.parent_trial[:12]} not found)" if t.parent_trial else "")
+        else:
+            how = "; ".join(str(s) for s in g.steps) or "same weights"
+        if g.warning:
+            how += f" [red]! {g.warning}[/red]"
+        epochs = t.metrics.get("epochs")
+        table.add_row(
+            str(depth), t.trial_id[:12], f"{t.task} #{t.number}", t.state, _fmt(t.metrics.get("val_accuracy")),
+            _fmt(t.metrics.get("test_accuracy")), "-" if epochs is None else str(int(epochs)),
+            describe(t.genotype_json), how, style="bold" if t.trial_id == tid else None,
+        )
+    console = Console()
+    console.print(table)
+    if root.parent_trial is None and len(line) == 1 and not kids:
+        console.print("no parent and no children: trained from scratch")
+    if kids:
+        listed = ", ".join(f"#{c.number} {c.trial_id[:12]} (val {_fmt(c.metrics.get('val_accuracy'))})" for c in kids[:20])
+        console.print(f"children in its search: {listed}{' ...' if len(kids) > 20 else ''}")
+
+
 @cli.command("ui")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (127.0.0.1 = this machine only).")
@@ -323,6 +382,134 @@ def ui_cmd(store: str | None, host: str, port: int) -> None:
         sys.exit(subprocess.call(cmd))
     except KeyboardInterrupt:
         sys.exit(0)
+
+
+# -- bring your own data, comparisons, exports and reports (issue 9) -------------------------------
+@cli.group("task")
+def task_group() -> None:
+    """Create task files for your own data (`nasw tasks` lists them)."""
+
+
+def _parse_resize(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise UserError(f"--resize expects HEIGHTxWIDTH or one size in pixels (e.g. 32x32 or 28), got {text!r}")
+    return values
+
+
+@task_group.command("init")
+@click.argument("name")
+@click.option("--data", "data", required=True, help="A CSV file, a .npz/.npy file, or a folder of images (one subfolder per class).")
+@click.option("--label", default=None, help="CSV: the label column (default: label, target or class, else the last); .npz: the labels key; .npy: the labels file.")
+@click.option("--out", "out", default=None, help="Folder to write NAME.toml into (default: ./tasks).")
+@click.option("--resize", default=None, metavar="HxW", help="Images: resize every image to HEIGHTxWIDTH pixels.")
+@click.option("--force", is_flag=True, help="Overwrite an existing task file.")
+def task_init_cmd(name: str, data: str, label: str | None, out: str | None, resize: str | None, force: bool) -> None:
+    """Inspect a dataset and write a task file for it (tasks/NAME.toml)."""
+    from workbench.task import tasks_dirs
+    from workbench.task_init import init_task
+
+    result = init_task(name, data, label=label, out=out, force=force, resize=_parse_resize(resize))
+    for line in result.lines:
+        click.echo(line)
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(f"wrote {result.path}")
+    in_search_path = result.path.parent.resolve() in [d.resolve() for d in tasks_dirs()]
+    target = name if in_search_path else str(result.path)
+    click.echo(f"next: nasw search --task {target} --budget 20")
+
+
+def _searches(store, ids: Sequence[str]) -> list[str]:
+    return [store.resolve_search(i) for i in ids]
+
+
+@cli.command("compare")
+@click.argument("search_ids", nargs=-1, required=True)
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--out", "out", default="compare.png", show_default=True, help="PNG of the best-so-far curves.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def compare_cmd(search_ids: Sequence[str], store: str | None, out: str, fmt: str) -> None:
+    """Compare searches: a table of their results and one plot of their best-so-far curves."""
+    from workbench.plots import plot_compare
+    from workbench.report import compare_rows
+
+    st = _store(store)
+    rows = compare_rows(st, _searches(st, search_ids))
+    objectives = sorted({r["objective"] for r in rows})
+    curves = {f"{r['task']} {r['strategy']} {r['search_id'][:8]}": r["curve"] for r in rows}
+    try:
+        png = plot_compare(curves, "/".join(objectives), path=out)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if fmt == "json":
+        click.echo(json.dumps({"searches": [{k: v for k, v in r.items() if k != "curve"} for r in rows],
+                               "plot": png}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("search", "task", "strategy", "warm start", "budget", "trials", "best " + "/".join(objectives),
+                  "best test", "wall time", title="searches compared")
+    for r in rows:
+        wall = r["wall_seconds"]
+        table.add_row(
+            r["search_id"][:12], r["task"], r["strategy"], r["warm_start"], "-" if r["budget"] is None else str(r["budget"]),
+            f"{r['trials']} ({r['failed']} failed)" if r["failed"] else str(r["trials"]),
+            _fmt(r["best_objective"]), _fmt(r["best_report"]), "-" if wall is None else f"{wall:.1f} s",
+        )
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console.print(table)
+    console.print(f"best-so-far curves: {png}" if png else "no finished trials to plot")
+
+
+@cli.command("export")
+@click.argument("search_id")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
+              help="Output format (default: from --out's extension, else csv).")
+@click.option("--out", "out", default=None, help="File to write (default: standard output).")
+def export_cmd(search_id: str, store: str | None, fmt: str | None, out: str | None) -> None:
+    """Export every trial of a search (number, id, state, metrics, params, genotype, reason)."""
+    from workbench.report import export_text
+
+    if fmt is None:
+        fmt = "json" if out and out.lower().endswith(".json") else "csv"
+    st = _store(store)
+    sid = st.resolve_search(search_id)
+    trials = st.trials(sid)
+    text = export_text(trials, fmt)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {len(trials)} trials of search {sid[:12]} to {out}", err=True)
+
+
+@cli.command("report")
+@click.argument("search_id")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--out", "out", default=None, help="HTML file to write (default: report-<search id>.html).")
+def report_cmd(search_id: str, store: str | None, out: str | None) -> None:
+    """Write a self-contained HTML report of a search (summary, trials, plots); also attached to its MLflow run."""
+    from workbench.report import write_report
+
+    st = _store(store)
+    sid = st.resolve_search(search_id)
+    path = write_report(st, sid, out or f"report-{sid[:12]}.html")
+    click.echo(f"wrote {path} (also attached to the search's MLflow run as report/report.html)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
