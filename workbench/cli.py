@@ -377,7 +377,9 @@ def ui_cmd(store: str | None, host: str, port: int) -> None:
         raise UserError("a memory:// store has no UI")
     tracking = tracking_uri_for(uri)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking, "--host", host, "--port", str(port)]
-    click.echo(f"MLflow UI for {tracking} on http://{host}:{port} (Ctrl-C to stop)")
+    # MLflow 3 opens on its GenAI view unless told otherwise; this URL opens the runs tables.
+    click.echo(f"MLflow UI for {tracking}")
+    click.echo(f"open http://{host}:{port}/#/experiments?workflowType=machine_learning (Ctrl-C to stop)")
     try:
         sys.exit(subprocess.call(cmd))
     except KeyboardInterrupt:
