@@ -113,6 +113,19 @@ class Metastore(ABC):
     ) -> dict[str, TaskHistory]:
         """Finished trials of every task in ``space``, keyed by task, for warm starts."""
 
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """Every ``(step, value)`` point logged for one metric of a trial (or a search, where the
+        backend keeps them), in step order; an empty list when the metric was never logged.
+
+        Used for learning curves (``val_accuracy`` per epoch). Points logged at the same step
+        keep their logging order (a trial's final metrics repeat its last epoch's step).
+
+        Raises:
+            NotFound: Unknown run.
+            NotImplementedError: The backend keeps no metric history.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no metric history")
+
     def resolve_search(self, prefix: str) -> str:
         """The full id of the one search whose id starts with ``prefix``."""
         from workbench.errors import NotFound

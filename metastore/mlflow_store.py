@@ -469,6 +469,18 @@ class MlflowStore(Metastore):
                 _log.warning("reading %s directly failed (%s); using the MLflow client", self.uri, exc)
         return self._histories_client(space, metric, exclude_task)
 
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """Every ``(step, value)`` point of one metric of a trial or search, in step order.
+
+        Raises:
+            NotFound: Unknown run.
+        """
+        self._check_id(run_id)
+        self._call(f"find run {run_id!r}", self._client.get_run, run_id)  # unknown ids raise NotFound
+        points = self._call("read a metric history", self._client.get_metric_history, run_id, key)
+        points = sorted(points, key=lambda m: (m.step, m.timestamp))
+        return [(int(m.step), float(m.value)) for m in points]
+
     # -- MLflow calls --------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Call the MLflow client, mapping its failures onto the project's errors.

@@ -416,6 +416,8 @@ def _parse_resize(text: str | None) -> list[int] | None:
 @click.option("--force", is_flag=True, help="Overwrite an existing task file.")
 def task_init_cmd(name: str, data: str, label: str | None, out: str | None, resize: str | None, force: bool) -> None:
     """Inspect a dataset and write a task file for it (tasks/NAME.toml)."""
+    from pathlib import Path
+
     from workbench.task import tasks_dirs
     from workbench.task_init import init_task
 
@@ -424,7 +426,11 @@ def task_init_cmd(name: str, data: str, label: str | None, out: str | None, resi
         click.echo(line)
     for line in result.warnings:
         click.echo(f"warning: {line}", err=True)
-    click.echo(f"wrote {result.path}")
+    try:
+        shown = result.path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = result.path
+    click.echo(f"wrote {shown}")
     in_search_path = result.path.parent.resolve() in [d.resolve() for d in tasks_dirs()]
     target = name if in_search_path else str(result.path)
     click.echo(f"next: nasw search --task {target} --budget 20")

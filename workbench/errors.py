@@ -23,6 +23,13 @@ class TaskError(UserError):
     """A task file is missing or malformed."""
 
 
+class DataError(UserError):
+    """A user's dataset (CSV, NumPy arrays, image folder) is missing, unreadable or malformed.
+
+    The message names the file and the problem.
+    """
+
+
 class StoreError(NaswError):
     """The metastore cannot be read or written."""
 

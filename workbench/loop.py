@@ -294,15 +294,20 @@ class Search:
         return out
 
     def _plot(self) -> None:
-        """Objective per trial and best so far, attached to the parent run."""
+        """Every plot of the search (progress, best so far, learning curves, Pareto front, best
+        architecture, source weights) and its HTML report, attached to the parent run."""
         try:
-            from workbench.plots import plot_progress
+            from workbench.report import log_search_artifacts
 
-            path = plot_progress(self.records, self.task.objective, title=f"{self.task.name}: {self.strategy.name}")
+            splits = getattr(self.evaluator, "splits", None)
+            log_search_artifacts(
+                self.store,
+                self.search_id,
+                input_shape=None if splits is None else splits.input_shape,
+                n_classes=None if splits is None else splits.n_classes,
+            )
         except Exception:  # noqa: BLE001 - a plot must never fail a finished search
             return
-        if path:
-            self.store.log_file(self.search_id, path, "plots")
 
 
 def new_search(

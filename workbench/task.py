@@ -127,7 +127,18 @@ def parse_task(path: Path) -> Task:
         raise TaskError(f"cannot read task file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TaskError(f"{path.name}: invalid TOML: {exc}") from None
+    doc = _resolve_data_path(doc, path.parent)
     return parse_task_dict(doc, where=path.name, default_name=path.stem, path=str(path))
+
+
+def _resolve_data_path(doc: Any, folder: Path) -> Any:
+    """Make a relative ``[dataset] path`` absolute against the task file's folder."""
+    dataset = doc.get("dataset") if isinstance(doc, dict) else None
+    if isinstance(dataset, dict) and isinstance(dataset.get("path"), str) and dataset["path"]:
+        p = Path(dataset["path"]).expanduser()
+        if not p.is_absolute():
+            doc = {**doc, "dataset": {**dataset, "path": os.path.normpath(folder.resolve() / p)}}
+    return doc
 
 
 def parse_task_dict(doc: Any, where: str = "task", default_name: str = "", path: str = "") -> Task:

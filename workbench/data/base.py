@@ -88,6 +88,11 @@ _LOADERS: dict[str, str] = {
     "digits": "workbench.data.builtin:load_digits",
     "mnist1d": "workbench.data.builtin:load_mnist1d",
     "mnist5k": "workbench.data.builtin:load_mnist5k",
+    # a user's own files (workbench.data.user; `nasw task init` writes tasks for them)
+    "csv": "workbench.data.user:load_csv",
+    "npz": "workbench.data.user:load_npz",
+    "npy": "workbench.data.user:load_npy",
+    "images": "workbench.data.user:load_images",
 }
 
 
