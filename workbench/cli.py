@@ -160,6 +160,9 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--device", default=None, help="Training device: cuda or cpu (default: cuda when available).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option, e.g. population=20 (repeatable).")
+@click.option("--objectives", default=None, metavar="M1,-M2",
+              help="Multi-objective search, e.g. val_accuracy,-latency or val_accuracy,-params ('-' = minimise); "
+                   "the search records the Pareto front.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Trials at once.")
 @click.option("--executor", type=click.Choice(["inprocess", "pool", "ray"]), default="inprocess", show_default=True,
               help="Where trials run: this process, a local process pool, or Ray (pool is used for inprocess with --workers > 1).")
@@ -167,8 +170,8 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
 def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str | None, device: str | None,
-               options: Sequence[str], workers: int, executor: str, address: str | None, quiet: bool,
-               json_out: bool) -> None:
+               options: Sequence[str], objectives: str | None, workers: int, executor: str, address: str | None,
+               quiet: bool, json_out: bool) -> None:
     """Run a new search on a task and record it in the metastore."""
     from workbench.loop import new_search
     from workbench.strategy.registry import strategy_names
@@ -178,6 +181,16 @@ def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str
         raise UserError(f"unknown strategy {strategy!r}; expected one of {strategy_names()}")
     task = load_task(task_name)
     opts = _parse_options(options)
+    if objectives:
+        from workbench.strategy.pareto import parse_objectives
+
+        try:
+            specs = parse_objectives(objectives)
+        except ValueError as exc:
+            raise UserError(f"--objectives: {exc}") from None
+        if len(specs) < 2:
+            raise UserError(f"--objectives needs at least two objectives, got {objectives!r}")
+        opts["objectives"] = [str(o) for o in specs]
     progress = _LiveProgress(task.objective, quiet or json_out)
     st = _store(store)
     search = new_search(st, task, strategy, budget, seed, strategy_options=opts, progress=progress, device=device,

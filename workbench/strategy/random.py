@@ -13,6 +13,12 @@ class RandomSearch(Strategy):
 
     name = "random"
 
+    def __init__(self, space, seed: int = 0, objectives=None) -> None:
+        """Args: space, seed; ``objectives`` is accepted for multi-objective searches (the
+        front is computed from the records; uniform sampling does not depend on it)."""
+        super().__init__(space, seed)
+        self.objectives = list(objectives) if objectives else []
+
     def ask(self, n: int = 1, *, pending: Sequence[Genotype] = ()) -> list[Proposal]:
         rng = self.rng_for(pending)
         taken = {g.key for g in pending}

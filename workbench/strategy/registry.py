@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from workbench.errors import UserError
@@ -13,6 +14,8 @@ _STRATEGIES: dict[str, str] = {
     "random": "workbench.strategy.random:RandomSearch",
     "evolution": "workbench.strategy.evolution:RegularizedEvolution",
     "rl": "workbench.strategy.rl:ReinforceController",
+    "bo": "workbench.strategy.bo.strategy:BayesianOptimization",
+    "hillclimb": "workbench.strategy.hillclimb:HillClimb",
 }
 
 
@@ -31,5 +34,17 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) 
     target = _STRATEGIES.get(name)
     if target is None:
         raise UserError(f"unknown strategy {name!r}; expected one of {strategy_names()}")
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(space, seed=seed, **options)
+    module, cls_name = target.split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    accepted = [
+        p.name for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name not in ("self", "space", "seed") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+    unknown = [k for k in options if k not in accepted]
+    if unknown and not takes_any:
+        raise UserError(f"strategy {name!r} does not take option(s) {unknown}; it takes {accepted}")
+    try:
+        return cls(space, seed=seed, **options)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad options for strategy {name!r}: {exc}") from None
