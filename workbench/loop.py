@@ -44,9 +44,58 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def inherit_weights(store: Metastore, job: TrialJob, genotype: Genotype):
-    """Weights a trial starts from (its parent's); see :func:`workbench.execute.trial.default_inherit`."""
-    return default_inherit(store, job, genotype)
+def inherit_weights(
+    store: Metastore, job: TrialJob, genotype: Genotype, evaluator: Evaluator | None = None
+) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
+    """The weights a trial starts from, and notes for its run; never raises for bad weights.
+
+    * No parent: None (train from scratch).
+    * A parent and no morphism steps, same task: the parent's weights as they are.
+    * Morphism steps (``job.morphisms``): the parent's genotype (from the store) and weights are
+      replayed through the steps (:func:`workbench.morph.lineage.inherit_state`), so the child
+      starts with its parent's function and is only fine-tuned.
+    * A parent trained on another task: only tensors whose shapes fit are kept (the input stem
+      and the classifier head are freshly initialised), then the steps are applied.
+
+    Missing or corrupt weights, a parent that is not found, or steps that do not replay give
+    ``(None, {"weights": why})``: the trial trains from scratch with the note as a tag
+    (``nasw.note.weights``).
+    """
+    if not job.parent_trial:
+        return None, {}
+    from workbench.errors import NotFound
+    from workbench.space.edits import steps_from_json
+
+    scratch = "; trained from scratch"
+    try:
+        steps = steps_from_json(job.morphisms)
+        parent = store.trial(job.parent_trial)
+        here = store.trial(job.trial_id).task
+    except (InvalidGenotype, NotFound) as exc:
+        return None, {"weights": f"cannot inherit from {job.parent_trial}: {exc}{scratch}"}
+    state = default_inherit(store, job, genotype)[0]
+    if state is None:
+        return None, {"weights": f"parent {job.parent_trial} weights missing or unreadable{scratch}"}
+    other_task = parent.task != here
+    if not steps and not other_task:
+        return state, {"inherited": f"weights of trial {job.parent_trial}"}
+    splits = getattr(evaluator, "splits", None)
+    if splits is None:
+        return None, {"weights": f"the evaluator has no input shape to replay morphisms on{scratch}"}
+    from workbench.morph.base import MorphismError
+    from workbench.morph.lineage import inherit_state
+
+    try:
+        parent_g = Genotype.from_json(parent.genotype_json)
+        child_state, notes = inherit_state(
+            parent_g, state, steps, genotype, splits.input_shape, splits.n_classes,
+            other_task=other_task, seed=job.seed,
+        )
+    except (MorphismError, InvalidGenotype, RuntimeError, ValueError, TypeError, KeyError) as exc:
+        return None, {"weights": f"cannot inherit from {job.parent_trial}: {str(exc).splitlines()[0][:300]}{scratch}"}
+    how = f"{len(steps)} morphism step(s)" if steps else "shape-matched tensors"
+    origin = f" of task {parent.task}" if other_task else ""
+    return child_state, {**notes, "inherited": f"trial {job.parent_trial}{origin} through {how}"}
 
 
 class Progress:
@@ -329,12 +378,33 @@ def new_search(
     """Build every object a search needs and create its parent run."""
     space = space_for(task)
     evaluator = evaluator_for(task, device=device)
-    options = dict(strategy_options or {})
+    options = morph_options(store, strategy_name, dict(strategy_options or {}), evaluator)
     strategy = make_strategy(strategy_name, space, seed=seed, **options)
     execu = make_executor(executor, workers, store, task, device=device, address=address, trainable=space.trainable)
     search = Search(store, task, strategy, evaluator, space, budget, seed, progress, executor=execu)
     search.start(options, tags)
     return search
+
+
+def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any], evaluator: Evaluator) -> dict[str, Any]:
+    """Complete the options of strategies that propose network morphisms (recorded for resume).
+
+    * ``input_shape`` (the task's example shape) for ``hillclimb`` and ``evolution`` with
+      ``morph``, so they leave out morphism sites that cannot preserve the function;
+    * ``start_trial=ID`` (``hillclimb``; a trial of any task, a unique id prefix is enough):
+      its genotype becomes ``start_genotype`` and the first trial inherits its weights.
+    """
+    uses_morphs = strategy_name == "hillclimb" or (strategy_name == "evolution" and options.get("morph"))
+    splits = getattr(evaluator, "splits", None)
+    if uses_morphs and splits is not None and "input_shape" not in options:
+        options["input_shape"] = [int(x) for x in splits.input_shape]
+    if strategy_name == "hillclimb" and options.get("start_trial") and "start_genotype" not in options:
+        from workbench.lineage import resolve_trial
+
+        tid = resolve_trial(store, str(options["start_trial"]))
+        options["start_trial"] = tid
+        options["start_genotype"] = store.trial(tid).genotype_json
+    return options
 
 
 def make_executor(

@@ -32,6 +32,10 @@ class TrainConfig:
         label_smoothing: Cross-entropy label smoothing.
         max_seconds: Wall-clock limit of one trial (None: no limit); past it the trial fails.
         device: ``cuda``, ``cpu`` or None (``cuda`` when available).
+        finetune_epochs: Epochs of a child that starts from inherited weights (a network
+            morphism of its parent, or weights from another task); None: a third of ``epochs``
+            (at least 1). The learning rate is cosine-annealed over these epochs.
+        finetune_lr: Peak learning rate of such a child (None: ``lr``).
     """
 
     epochs: int = 20
@@ -42,6 +46,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     max_seconds: float | None = None
     device: str | None = None
+    finetune_epochs: int | None = None
+    finetune_lr: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -54,6 +60,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def finetune(self) -> TrainConfig:
+        """The settings for a child with inherited weights: fewer epochs, its own peak lr."""
+        epochs = self.finetune_epochs if self.finetune_epochs is not None else max(1, round(self.epochs / 3))
+        if epochs < 1:
+            raise UserError(f"[training] finetune_epochs must be at least 1, got {epochs}")
+        return replace(self, epochs=int(epochs), lr=self.finetune_lr if self.finetune_lr is not None else self.lr)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -146,8 +159,11 @@ class TrainedEvaluator:
             if init_state is not None:
                 try:
                     model.load_state_dict(init_state)
-                except (RuntimeError, KeyError, TypeError) as exc:
+                except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
                     notes["weights"] = f"inherited weights did not fit ({str(exc).splitlines()[0]}); trained from scratch"
+                    model = self.build(genotype, seed)  # a failed load may have copied some tensors
+                else:
+                    cfg = cfg.finetune()
         return self.train(model, cfg, seed=seed, on_epoch=on_epoch, notes=notes)
 
     def train(

@@ -92,11 +92,17 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
-InheritFn = Callable[[Metastore, TrialJob, Genotype], "tuple[Mapping[str, Any] | None, dict[str, str]]"]
+InheritFn = Callable[[Metastore, TrialJob, Genotype, Evaluator], "tuple[Mapping[str, Any] | None, dict[str, str]]"]
 
 
-def default_inherit(store: Metastore, job: TrialJob, genotype: Genotype) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
-    """Weights to start from: the parent's, unchanged (no morphism steps). Returns (state, notes)."""
+def default_inherit(
+    store: Metastore, job: TrialJob, genotype: Genotype, evaluator: Evaluator | None = None
+) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
+    """Weights to start from: the parent's, unchanged (no morphism steps). Returns (state, notes).
+
+    :func:`workbench.loop.inherit_weights` also follows morphism steps and carries weights
+    across tasks (it needs the ``evaluator`` for the task's input shape and classes).
+    """
     if not job.parent_trial:
         return None, {}
     state = store.load_weights(job.parent_trial)
@@ -140,7 +146,7 @@ def execute_trial(
     try:
         g = Genotype.from_json(job.genotype_json)
         space.validate(g)
-        init_state, notes = (inherit or default_inherit)(store, job, g) if space.trainable else (None, {})
+        init_state, notes = (inherit or default_inherit)(store, job, g, evaluator) if space.trainable else (None, {})
         result = evaluator.evaluate(g, seed=job.seed, init_state=init_state, on_epoch=epoch_cb)
         value = result.metrics.get(job.objective)
         if value is None or not math.isfinite(value):
@@ -173,7 +179,9 @@ def morphisms_json(steps: Any) -> str:
     """JSON text of a proposal's morphism steps (dataclasses or dicts)."""
     out = []
     for s in steps or ():
-        if hasattr(s, "__dataclass_fields__"):
+        if hasattr(s, "to_dict"):  # MorphismStep: {"op", "site", "params": {...}}
+            out.append(s.to_dict())
+        elif hasattr(s, "__dataclass_fields__"):
             from dataclasses import asdict
 
             out.append(asdict(s))

@@ -33,13 +33,26 @@ def conv_block(op: str, dims: int, c_in: int, c_out: int, kernel: int, act: str)
 
 
 class ChainNet(nn.Module):
-    """Feature layers, flatten (pooled down to at most ``MAX_FLAT_FEATURES``), dense layers, head."""
+    """Feature layers, flatten (pooled down to at most ``MAX_FLAT_FEATURES``), dense layers, head.
 
-    def __init__(self, features: nn.Sequential, flat: nn.Module, classifier: nn.Sequential) -> None:
+    Attributes:
+        slots: Per genotype layer, where its module is: ``("features", i)``, ``("classifier", i)``
+            (the ``nn.Linear`` of a dense layer) or None (a pooling layer skipped at size 1).
+            Network morphisms use it to find a layer's weights.
+    """
+
+    def __init__(
+        self,
+        features: nn.Sequential,
+        flat: nn.Module,
+        classifier: nn.Sequential,
+        slots: tuple[tuple[str, int] | None, ...] = (),
+    ) -> None:
         super().__init__()
         self.features = features
         self.flat = flat
         self.classifier = classifier
+        self.slots = tuple(slots)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flat(self.features(x)))
@@ -53,8 +66,10 @@ def build_chain(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int
     channels, size = input_shape[0], list(input_shape[1:])
     features: list[nn.Module] = []
     dense_specs = []
+    slots: list[tuple[str, int] | None] = []
     for layer in genotype.value["layers"]:
         op = layer["op"]
+        slots.append(("features", len(features)) if op != "dense" else None)
         if op in ("conv", "sepconv"):
             features.append(conv_block(op, dims, channels, layer["width"], layer["kernel"], layer["act"]))
             channels = layer["width"]
@@ -68,6 +83,8 @@ def build_chain(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int
                 }[(dims, op)]
                 features.append(pool(2))
                 size = [s // 2 for s in size]
+            else:
+                slots[-1] = None
         else:
             dense_specs.append(layer)
     flat_size = channels * math.prod(size)
@@ -81,8 +98,10 @@ def build_chain(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int
     flat.append(nn.Flatten())
     head: list[nn.Module] = []
     width = flat_size
-    for layer in dense_specs:
+    dense_at = [i for i, layer in enumerate(genotype.value["layers"]) if layer["op"] == "dense"]
+    for i, layer in zip(dense_at, dense_specs):
+        slots[i] = ("classifier", len(head))
         head += [nn.Linear(width, layer["width"]), activation(layer["act"])]
         width = layer["width"]
     head.append(nn.Linear(width, n_classes))
-    return ChainNet(nn.Sequential(*features), nn.Sequential(*flat), nn.Sequential(*head))
+    return ChainNet(nn.Sequential(*features), nn.Sequential(*flat), nn.Sequential(*head), tuple(slots))

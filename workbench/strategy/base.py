@@ -6,21 +6,15 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from workbench.space.base import SearchSpace
+from workbench.space.edits import MorphismStep
 from workbench.space.genotype import Genotype
 
-
-@dataclass(frozen=True)
-class MorphismStep:
-    """One network-morphism edit: an operator name and where it applies."""
-
-    op: str
-    site: tuple[Any, ...] = ()
-    params: tuple[tuple[str, Any], ...] = ()
+__all__ = ["MorphismStep", "Observation", "Proposal", "Strategy"]
 
 
 @dataclass(frozen=True)

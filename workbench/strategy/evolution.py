@@ -33,6 +33,14 @@ class RegularizedEvolution(Strategy):
             lowest non-dominated front rank within the population, ties broken by the largest
             crowding distance; members missing an objective never win. :meth:`pareto_front`
             gives the front of everything told.
+        morph: Mutate through network morphisms where possible: a tournament winner with a
+            trial id gets a child through 1..``morph_steps`` random function-preserving steps
+            (:mod:`workbench.space.morphs`), and the proposal names the winner's trial, so the
+            child inherits its weights and is only fine-tuned. Winners without a trial id, or
+            genotypes without morphism sites, fall back to ``space.mutate``.
+        morph_steps: Most morphism steps per child.
+        input_shape: The task's example shape; leaves out morphism sites that cannot preserve
+            the function for it (see :mod:`workbench.space.morphs`).
     """
 
     name = "evolution"
@@ -45,8 +53,16 @@ class RegularizedEvolution(Strategy):
         sample_size: int = 3,
         prior: Sequence[Genotype] = (),
         objectives: Sequence[str] | str = (),
+        morph: bool = False,
+        morph_steps: int = 1,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__(space, seed)
+        self.morph = bool(morph)
+        self.morph_steps = int(morph_steps)
+        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        if self.morph_steps < 1:
+            raise UserError(f"evolution morph_steps must be at least 1, got {morph_steps}")
         if population < 2 or not 1 <= sample_size <= population:
             raise ValueError("need population >= 2 and 1 <= sample_size <= population")
         self.population = population
@@ -112,19 +128,42 @@ class RegularizedEvolution(Strategy):
             elif started < self.population or all(f is None for f in self._fitness(self._alive())):
                 g = self.fresh_sample(rng, taken)
             else:
-                g = self._child(rng, taken)
+                prop = self._child_proposal(rng, taken)
+                taken.add(prop.genotype.key)
+                out.append(prop)
+                continue
             taken.add(g.key)
             out.append(Proposal(g))
         return out
 
-    def _child(self, rng, taken: set[str]) -> Genotype:
+    def _winner(self, rng) -> Observation:
         alive = self._alive()
         fitness = self._fitness(alive)
         idx = rng.choice(len(alive), size=min(self.sample_size, len(alive)), replace=False)
         winners = [int(i) for i in idx if fitness[int(i)] is not None]
         if not winners:
             winners = [i for i, f in enumerate(fitness) if f is not None]
-        parent = alive[max(winners, key=lambda i: fitness[i])]
+        return alive[max(winners, key=lambda i: fitness[i])]
+
+    def _child_proposal(self, rng, taken: set[str]) -> Proposal:
+        """A tournament winner's child: through morphisms (naming the winner's trial) or a mutation."""
+        parent = self._winner(rng)
+        if self.morph and parent.trial_id is not None:
+            from workbench.space.morphs import random_morphisms
+
+            for _ in range(10):
+                n = int(rng.integers(1, self.morph_steps + 1))
+                found = random_morphisms(parent.genotype, rng, n, space=self.space, input_shape=self.input_shape)
+                if found is None:
+                    break
+                g, steps = found
+                if self.is_new(g, taken):
+                    return Proposal(g, parent_trial=parent.trial_id, morphisms=steps)
+        return Proposal(self._child(rng, taken, parent))
+
+    def _child(self, rng, taken: set[str], parent: Observation | None = None) -> Genotype:
+        if parent is None:
+            parent = self._winner(rng)
         child = self.space.mutate(parent.genotype, rng)
         for _ in range(50):
             if self.is_new(child, taken):

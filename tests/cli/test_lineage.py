@@ -1,0 +1,64 @@
+"""``nasw search --strategy hillclimb`` records lineage; ``nasw lineage`` prints the family tree."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workbench.cli import main
+
+TINY_TASK = """
+name = "tiny-digits-hc"
+description = "digits, tiny chain space, 2 epochs (tests)"
+kind = "trained"
+[dataset]
+loader = "digits"
+[split]
+seed = 0
+[space]
+kind = "chain"
+max_layers = 3
+kernels = [3, 5]
+widths = [8, 16]
+dense_widths = [16]
+[training]
+epochs = 2
+batch_size = 128
+finetune_epochs = 1
+"""
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_hillclimb_search_then_lineage(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NASW_STORE", raising=False)
+    (tmp_path / "tiny.toml").write_text(TINY_TASK)
+    code, out, err = run(["search", "--task", "tiny.toml", "--strategy", "hillclimb", "--budget", 3, "--json"], capsys)
+    assert code == 0, err
+    sid = json.loads(out)["search_id"]
+    code, out, _ = run(["show", sid, "--format", "json"], capsys)
+    trials = json.loads(out)["trials"]
+    last = trials[-1]
+    assert last["parent_trial"] in {t["trial_id"] for t in trials}
+
+    code, out, err = run(["lineage", last["trial_id"][:10], "--format", "json"], capsys)
+    assert code == 0, err
+    tree = json.loads(out)
+    gens = tree["ancestors"]
+    assert gens[0]["parent_trial"] is None and gens[-1]["trial_id"] == last["trial_id"]
+    assert len(gens) >= 2 and all(g["steps"] for g in gens[1:])
+    assert all(g["parent_trial"] == p["trial_id"] for p, g in zip(gens, gens[1:]))
+
+    code, out, err = run(["lineage", gens[0]["trial_id"]], capsys)
+    assert code == 0, err
+    assert "lineage of trial" in out and "root" in out and "children in its search" in out
+
+    code, out, err = run(["lineage", "zzzzzzzz"], capsys)
+    assert code == 2 and "no trial" in err and "Traceback" not in err

@@ -1,0 +1,110 @@
+"""Hill climbing and morphism-mutating evolution: children name their parent trial and steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.errors import UserError
+from workbench.space.chain import ChainSpace
+from workbench.space.dag import DagSpace
+from workbench.space.morphs import apply_steps
+from workbench.space.registry import make_space
+from workbench.strategy.base import Observation
+from workbench.strategy.evolution import RegularizedEvolution
+from workbench.strategy.hillclimb import HillClimb, size_of
+from workbench.strategy.registry import make_strategy
+
+
+def score(g) -> float:
+    return (int(g.key[:6], 16) % 1000) / 1000.0
+
+
+def drive(s, n, with_ids=True):
+    props = []
+    for i in range(n):
+        (p,) = s.ask(1)
+        props.append(p)
+        s.tell([Observation(p.genotype, score(p.genotype), trial_id=f"t{i}" if with_ids else None)])
+    return props
+
+
+@pytest.mark.parametrize("space", [ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32]), DagSpace(max_nodes=5)])
+def test_children_of_the_incumbent_through_morphisms(space):
+    s = make_strategy("hillclimb", space, seed=0)
+    assert isinstance(s, HillClimb)
+    props = drive(s, 12)
+    first = props[0]
+    assert first.parent_trial is None and not first.morphisms
+    morphed = [p for p in props[1:] if p.morphisms]
+    assert len(morphed) >= 8
+    by_id = {f"t{i}": p.genotype for i, p in enumerate(props)}
+    for p in morphed:
+        assert p.parent_trial in by_id
+        assert 1 <= len(p.morphisms) <= 3
+        assert apply_steps(by_id[p.parent_trial], p.morphisms) == p.genotype
+        space.validate(p.genotype)
+
+
+def test_parent_is_the_incumbent_when_proposed():
+    space = ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32])
+    s = HillClimb(space, seed=1)
+    for i in range(10):
+        (p,) = s.ask(1)
+        if p.parent_trial is not None:
+            assert p.parent_trial == s.incumbent.trial_id
+        s.tell([Observation(p.genotype, score(p.genotype), trial_id=f"t{i}")])
+
+
+def test_without_trial_ids_children_name_no_parent():
+    s = HillClimb(ChainSpace(), seed=0)
+    assert all(p.parent_trial is None and not p.morphisms for p in drive(s, 6, with_ids=False))
+
+
+def test_spaces_without_morphisms_fall_back_to_mutation():
+    space = make_space("cell")
+    s = HillClimb(space, seed=0)
+    props = drive(s, 6)
+    assert all(not p.morphisms and p.parent_trial is None for p in props)
+    assert len({p.genotype.key for p in props}) == 6
+
+
+def test_small_start_and_start_genotype_from_another_task():
+    space = ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32])
+    (p,) = HillClimb(space, seed=3).ask(1)
+    rng = np.random.default_rng(0)
+    typical = np.median([size_of(space.sample(rng))[0] for _ in range(50)])
+    assert size_of(p.genotype)[0] <= typical
+    g = space.make([{"op": "conv", "kernel": 3, "width": 8, "act": "relu"}])
+    s = HillClimb(space, seed=0, start_genotype=g.to_json(), start_trial="other-task-trial")
+    (p,) = s.ask(1)
+    assert p.genotype == g and p.parent_trial == "other-task-trial" and not p.morphisms
+    with pytest.raises(UserError, match="start_genotype"):
+        HillClimb(space, start_genotype='{"space": "chain-v1", "spec": {"layers": []}}')
+    with pytest.raises(UserError):
+        HillClimb(space, max_steps=0)
+
+
+def test_input_shape_leaves_out_widen_sites_that_break_the_layout():
+    space = ChainSpace(max_layers=2, kernels=[3], widths=[64, 128], dense_widths=[16], activations=["tanh"])
+    g = space.make([{"op": "conv", "kernel": 3, "width": 64, "act": "tanh"}])
+    s = HillClimb(space, seed=0, input_shape=(1, 40), ops=["widen"], start_genotype=g.to_json())
+    (p,) = s.ask(1)
+    s.tell([Observation(p.genotype, 0.5, trial_id="t0")])
+    (child,) = s.ask(1)
+    assert not child.morphisms  # the only widen site (64 -> 128 on 1 x 40) would change the layout
+
+
+def test_evolution_with_morph_names_the_tournament_winner():
+    space = ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32])
+    s = RegularizedEvolution(space, seed=0, population=4, sample_size=2, morph=True, morph_steps=2)
+    props = drive(s, 16)
+    by_id = {f"t{i}": p.genotype for i, p in enumerate(props)}
+    morphed = [p for p in props if p.morphisms]
+    assert len(morphed) >= 4  # random members with tanh / gelu layers and full widths have few sites
+    for p in morphed:
+        assert apply_steps(by_id[p.parent_trial], p.morphisms) == p.genotype
+    plain = RegularizedEvolution(space, seed=0, population=4, sample_size=2)
+    assert all(not p.morphisms for p in drive(plain, 10))
+    with pytest.raises(UserError):
+        RegularizedEvolution(space, morph=True, morph_steps=0)

@@ -1,0 +1,140 @@
+"""Hill climbing with network morphisms (NASH, Elsken, Metzen & Hutter 2017)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from workbench.errors import InvalidGenotype, UserError
+from workbench.space.base import SearchSpace
+from workbench.space.genotype import Genotype
+from workbench.space.morphs import morph_sites, random_morphisms
+from workbench.strategy.base import Observation, Proposal, Strategy
+
+
+def size_of(g: Genotype) -> tuple[int, int]:
+    """A size proxy for choosing a small start network: (layers or nodes and widths, spec length)."""
+    spec = g.value
+    parts = []
+    if isinstance(spec, dict):
+        parts = spec.get("layers") or spec.get("nodes") or []
+    width = sum(int(x.get("width", 0)) for x in parts if isinstance(x, dict))
+    return len(parts) * 10_000 + width, len(g.spec)
+
+
+class HillClimb(Strategy):
+    """NASH-style hill climbing: children of the incumbent through a few network morphisms.
+
+    The search starts from a small random network (the smallest of ``start_samples`` samples,
+    a ``prior`` genotype, or ``start_genotype``), trained from scratch. Every later proposal is
+    a child of the incumbent (the best successful trial so far) through 1..``max_steps``
+    random function-preserving morphism steps (deepen, widen, skip, enlarge a kernel), and names
+    the incumbent's trial as ``parent_trial``: the loop replays the steps on the parent's
+    weights and only fine-tunes the child (``[training] finetune_epochs``, cosine-annealed).
+    Children are compared with their parent by the objective, so the incumbent moves up hill.
+
+    Where the space has no morphisms (cell, tabular, joint spaces), or none yields a new
+    genotype, the child is a ``space.mutate`` of the incumbent (no inheritance), and a fresh
+    sample when mutations are exhausted.
+
+    Args:
+        space: The search space.
+        seed: Seed of every random choice.
+        max_steps: Most morphism steps per child (NASH: a few).
+        start_samples: Random samples from which the smallest is the start network.
+        ops: Morphism operators to use (default: all of the space's).
+        input_shape: The task's example shape; leaves out sites that cannot preserve the function
+            for it (a widened last convolution that pools to a smaller grid).
+        prior: Genotypes to evaluate first (warm start); the best becomes the incumbent.
+        start_genotype: A genotype (JSON) to start from, e.g. one trained on another task ...
+        start_trial: ... and the trial whose weights it inherits (from any task in the store).
+    """
+
+    name = "hillclimb"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        max_steps: int = 3,
+        start_samples: int = 32,
+        ops: Sequence[str] | None = None,
+        input_shape: Sequence[int] | None = None,
+        prior: Sequence[Genotype] = (),
+        start_genotype: str | None = None,
+        start_trial: str | None = None,
+    ) -> None:
+        super().__init__(space, seed)
+        if int(max_steps) < 1 or int(start_samples) < 1:
+            raise UserError(f"hillclimb needs max_steps >= 1 and start_samples >= 1; got {max_steps}, {start_samples}")
+        self.max_steps = int(max_steps)
+        self.start_samples = int(start_samples)
+        self.ops = None if ops is None else tuple(str(o) for o in ops)
+        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.prior = list(prior)
+        self.start: tuple[Genotype, str | None] | None = None
+        if start_genotype is not None:
+            try:
+                text = start_genotype if isinstance(start_genotype, str) else json.dumps(start_genotype)
+                g = Genotype.from_json(text)
+                space.validate(g)
+            except InvalidGenotype as exc:
+                raise UserError(f"hillclimb start_genotype is not in this space: {exc}") from None
+            self.start = (g, start_trial)
+
+    def ask(self, n: int = 1, *, pending: Sequence[Genotype] = ()) -> list[Proposal]:
+        rng = self.rng_for(pending)
+        taken = {g.key for g in pending}
+        out: list[Proposal] = []
+        for _ in range(n):
+            p = self._propose(rng, taken)
+            taken.add(p.genotype.key)
+            out.append(p)
+        return out
+
+    def _propose(self, rng: np.random.Generator, taken: set[str]) -> Proposal:
+        if self.start is not None and self.is_new(self.start[0], taken):
+            return Proposal(self.start[0], parent_trial=self.start[1])
+        queued = [g for g in self.prior if self.is_new(g, taken)]
+        if queued:
+            return Proposal(queued[0])
+        parent = self.incumbent
+        if parent is None:
+            return Proposal(self._small_start(rng, taken))
+        return self._child(parent, rng, taken)
+
+    def _small_start(self, rng: np.random.Generator, taken: set[str]) -> Genotype:
+        """The smallest of ``start_samples`` samples, preferring those that can grow by morphisms
+        (a deepen site first, then any site), so the climb is not stuck at its first step."""
+        cands = [self.space.sample(rng) for _ in range(self.start_samples)]
+        new = [g for g in cands if self.is_new(g, taken)]
+        if not new:
+            return self.fresh_sample(rng, taken)
+
+        def rank(g: Genotype) -> tuple[int, int, tuple[int, int]]:
+            sites = morph_sites(g, space=self.space, input_shape=self.input_shape, ops=self.ops)
+            return (not any(s.op == "deepen" for s in sites), not sites, size_of(g))
+
+        return min(new, key=rank)
+
+    def _child(self, parent: Observation, rng: np.random.Generator, taken: set[str]) -> Proposal:
+        for _ in range(12):
+            n = int(rng.integers(1, self.max_steps + 1))
+            found = random_morphisms(
+                parent.genotype, rng, n, space=self.space, input_shape=self.input_shape, ops=self.ops
+            )
+            if found is None:
+                break
+            g, steps = found
+            if self.is_new(g, taken):
+                if parent.trial_id is None:
+                    return Proposal(g)
+                return Proposal(g, parent_trial=parent.trial_id, morphisms=steps)
+        child = parent.genotype
+        for _ in range(50):
+            child = self.space.mutate(child if rng.random() < 0.5 else parent.genotype, rng)
+            if self.is_new(child, taken):
+                return Proposal(child)
+        return Proposal(self.fresh_sample(rng, taken))
