@@ -356,7 +356,42 @@ class Search:
                 n_classes=None if splits is None else splits.n_classes,
             )
         except Exception:  # noqa: BLE001 - a plot must never fail a finished search
+            pass
+        self._log_front()
+
+    def _log_front(self) -> None:
+        """For multi-objective searches: the Pareto front of finished trials as ``pareto_front.json``."""
+        specs = getattr(self.strategy, "objectives", None) or []
+        if len(specs) < 2:
             return
+        import json
+        import tempfile
+        from pathlib import Path
+
+        from workbench.strategy.pareto import objective_matrix, pareto_front
+
+        names = [str(o) for o in specs]
+        done = [r for r in self.records if r.state == "finished"]
+        try:
+            from workbench.strategy.pareto import parse_objectives
+
+            parsed = parse_objectives(names)
+            values, ok = objective_matrix([r.metrics for r in done], parsed)
+            rows = [r for r, good in zip(done, ok) if good]
+            if not rows:
+                return
+            idx = pareto_front(values[ok])  # oriented: every column maximised
+        except (ValueError, TypeError, KeyError):
+            return
+        front = [
+            {"trial_id": rows[i].trial_id, "number": rows[i].number,
+             **{o.key: rows[i].metrics[o.key] for o in parsed}, "genotype": json.loads(rows[i].genotype_json)}
+            for i in sorted(int(i) for i in idx)
+        ]
+        path = Path(tempfile.mkdtemp(prefix="nasw-front-")) / "pareto_front.json"
+        path.write_text(json.dumps({"objectives": names, "front": front}, indent=2))
+        self.store.log_file(self.search_id, str(path))
+        self.store.set_tags(self.search_id, {"nasw.pareto_size": str(len(front))})
 
 
 def new_search(

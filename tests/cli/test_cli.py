@@ -143,3 +143,20 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert out.strip() == "[]"
     r = subprocess.run([sys.executable, "-m", "workbench.cli", "search", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--budget" in r.stdout
+
+
+def test_multi_objective_search_records_its_pareto_front(workdir, capsys):
+    code, out, err = run(["search", "--task", "nbgraph-cora", "--strategy", "evolution", "--budget", 20,
+                          "--objectives", "val_accuracy,-latency", "--json"], capsys)
+    assert code == 0, err
+    sid = json.loads(out)["search_id"]
+    fronts = list(workdir.glob(f"runs/artifacts/**/{sid}/**/pareto_front.json"))
+    assert fronts, "the parent run has no pareto_front.json"
+    data = json.loads(fronts[0].read_text())
+    assert data["objectives"] == ["val_accuracy", "-latency"]
+    pts = [(p["val_accuracy"], -p["latency"]) for p in data["front"]]
+    assert pts
+    for a in pts:  # no front member dominates another
+        assert not any(b != a and b[0] >= a[0] and b[1] >= a[1] for b in pts)
+    code, _, err = run(["search", "--task", "nbgraph-cora", "--objectives", "val_accuracy"], capsys)
+    assert code == 2 and "at least two" in err

@@ -95,6 +95,25 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     return correct / max(1, len(y))
 
 
+@torch.no_grad()
+def inference_latency(model: nn.Module, x: torch.Tensor, batch: int = 64, reps: int = 5, amp: bool = False) -> float:
+    """Median seconds per example of a forward pass in eval mode on a batch of ``batch`` inputs."""
+    model.eval()
+    xb = x[:batch]
+    times = []
+    for i in range(reps + 1):
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        t0 = time.perf_counter()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            model(xb)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        if i:  # the first call warms up
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)) / max(1, len(xb))
+
+
 class TrainedEvaluator:
     """Evaluates genotypes by training them on a task's splits.
 
@@ -231,6 +250,7 @@ class TrainedEvaluator:
             "train_seconds": seconds,
             "epochs": float(cfg.epochs),
             "params": float(count_params(model)),
+            "latency": inference_latency(model, data["x_val"], amp=cuda),
         }
         if "train_loss" in final:
             metrics["train_loss"] = final["train_loss"]
