@@ -1,0 +1,302 @@
+"""``bo``: Bayesian optimisation over architecture encodings with a GP and LogEI / qLogNEI / qLogNEHVI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.errors import UserError
+from workbench.space.base import SearchSpace
+from workbench.space.genotype import Genotype
+from workbench.strategy.base import Observation, Proposal, Strategy
+from workbench.strategy.bo.acquisition import greedy_qlognehvi, greedy_qlognei, log_ei, reference_point
+from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout
+from workbench.strategy.bo.pool import Featurizer, FullPool, SampledPool
+from workbench.strategy.pareto import nondominated_sort, objective_matrix, parse_objectives
+
+TRANSFORMS = ("rank", "standardize")
+
+
+def transform_targets(y: np.ndarray, kind: str) -> np.ndarray:
+    """Targets for the GP: ``"standardize"`` (zero mean, unit variance) or ``"rank"`` (normal
+    scores of the ranks, ties averaged: a copula transform that ignores outliers' magnitude)."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) == 0:
+        return y
+    if kind == "rank":
+        from scipy.special import ndtri
+        from scipy.stats import rankdata
+
+        z = ndtri((rankdata(y) - 0.5) / len(y))
+        z = z - z.mean()
+    else:
+        z = y - y.mean()
+    sd = z.std()
+    return z / sd if sd > 1e-12 else z
+
+
+class BayesianOptimization(Strategy):
+    """GP-based Bayesian optimisation over a space's numeric encodings.
+
+    The surrogate is an exact GP (:mod:`workbench.strategy.bo.model`) on the space's encodings:
+    one RBF block per encoding (on one-hot columns an exponentiated Hamming kernel), added up,
+    with continuous hyperparameters of joint spaces as their own lengthscales. Hyperparameters
+    are refitted by marginal likelihood whenever the data changed (a fast, deterministic MAP
+    fit). Candidates come from the whole pool of a tabular space (NAS-Bench-Graph: every
+    architecture not yet evaluated or pending) or, for other spaces, from random samples plus
+    mutations of the best observations. One proposal maximises LogEI; several, or one with
+    pending points, are picked greedily with qLogNEI (pending and already picked points as
+    ``X_pending``) over the best ``shortlist`` candidates by LogEI. With two or more
+    ``objectives``, one GP per objective and qLogNEHVI.
+
+    Deterministic: all randomness comes from :meth:`Strategy.rng_for`, the fit starts from fixed
+    values, and MC samplers are seeded, so replaying observations reproduces the next proposal.
+
+    Args:
+        space: The search space.
+        seed: Seed of every random choice.
+        n_init: Random proposals before the model is used (at least 2 successes are needed).
+        encoding: Encodings the GP reads, e.g. ``"onehot"`` or ``"onehot+path"`` (or a list);
+            each must be in ``space.encodings``.
+        ard: One lengthscale per column instead of one per encoding.
+        transform: ``"rank"`` (normal scores, robust to degenerate outliers) or
+            ``"standardize"``.
+        fit_maxiter: Most L-BFGS-B iterations of the hyperparameter fit.
+        shortlist: Candidates (best by LogEI) that qLogNEI / qLogNEHVI choose among.
+        mc_samples: Quasi-MC samples of qLogNEI / qLogNEHVI.
+        n_samples: Largest random reservoir of candidates (spaces without a pool).
+        n_mutations: Mutations of the best observations added to the candidates per ask.
+        objectives: Keys of ``Observation.objectives`` (a leading ``-`` minimises), e.g.
+            ``["val_accuracy", "-latency"]``. Empty: the scalar ``value``; one: that objective;
+            several: one GP each and qLogNEHVI, see :meth:`pareto_front`.
+        prior: Genotypes to evaluate first (warm start).
+    """
+
+    name = "bo"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        n_init: int = 5,
+        encoding: str | Sequence[str] = "onehot",
+        ard: bool = False,
+        transform: str = "rank",
+        fit_maxiter: int = 60,
+        shortlist: int = 256,
+        mc_samples: int = 128,
+        n_samples: int = 1000,
+        n_mutations: int = 200,
+        objectives: Sequence[str] | str = (),
+        prior: Sequence[Genotype] = (),
+    ) -> None:
+        super().__init__(space, seed)
+        if isinstance(encoding, str):
+            encoding = [e.strip() for e in encoding.split("+") if e.strip()]
+        if transform not in TRANSFORMS:
+            raise UserError(f"bo transform must be one of {list(TRANSFORMS)}; got {transform!r}")
+        for label, value, low in (
+            ("n_init", n_init, 0), ("fit_maxiter", fit_maxiter, 1), ("shortlist", shortlist, 1),
+            ("mc_samples", mc_samples, 1), ("n_samples", n_samples, 1), ("n_mutations", n_mutations, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise UserError(f"bo {label} must be an integer >= {low}; got {value!r}")
+        try:
+            self.objectives = parse_objectives(objectives)
+        except ValueError as exc:
+            raise UserError(f"bad bo objectives: {exc}") from None
+        self.n_init = int(n_init)
+        self.encoding = tuple(encoding)
+        self.featurizer = Featurizer(space, self.encoding)
+        self.ard = bool(ard)
+        self.transform = transform
+        self.fit_settings = FitSettings(maxiter=int(fit_maxiter))
+        self.shortlist = int(shortlist)
+        self.mc_samples = int(mc_samples)
+        self.prior = list(prior)
+        self.full_pool = FullPool(space, self.encoding) if FullPool.supports(space) else None
+        self.sampled_pool = None if self.full_pool else SampledPool(space, self.seed, n_samples, n_mutations)
+        self._fitted: tuple[int, list[GPModel], list[Observation], np.ndarray] | None = None
+        #: Timings and details of the last model-based ask (seconds), for benchmarks.
+        self.last_ask: dict[str, Any] = {}
+
+    # -- data --------------------------------------------------------------------------------
+
+    def _targets(self, observations: Sequence[Observation]) -> tuple[list[Observation], np.ndarray]:
+        """Usable observations and their maximised objectives `n x M`."""
+        if not self.objectives:
+            used = [o for o in observations if o.ok]
+            return used, np.array([[float(o.value)] for o in used]).reshape(len(used), 1)
+        values, ok = objective_matrix([o.objectives for o in observations], self.objectives)
+        ok &= np.array([o.value is not None for o in observations], dtype=bool)
+        rows = np.flatnonzero(ok)
+        return [observations[i] for i in rows], values[rows]
+
+    def _layout(self) -> KernelLayout:
+        widths = self.full_pool.widths() if self.full_pool else self.featurizer.widths
+        blocks: list[list[list[int]]] = []
+        start = 0
+        for w in widths:
+            cols = list(range(start, start + w))
+            blocks.append([[c] for c in cols] if self.ard else [cols])
+            start += w
+        prior = [[float(np.sqrt(w))] * len(b) for w, b in zip(widths, blocks)]
+        h = self.featurizer.n_hyper
+        if h:  # hyperparameter columns: one lengthscale each, multiplying the first block
+            for c in range(start, start + h):
+                blocks[0].append([c])
+                prior[0].append(0.5)
+        return KernelLayout.from_blocks(blocks, prior)
+
+    def _features(self, gs: Sequence[Genotype]) -> np.ndarray:
+        if self.full_pool is not None:
+            idx = [self.full_pool.index_of(g) for g in gs]
+            if all(i is not None for i in idx):
+                return self.full_pool.features()[idx]
+            parts = [np.asarray(self.space.encode(list(gs), e), dtype=np.float64) for e in self.encoding]
+            return np.concatenate(parts, axis=1)
+        return self.featurizer.cached(gs)
+
+    def _models(self) -> tuple[list[GPModel], list[Observation], np.ndarray]:
+        """Fitted GPs (one per objective) on the usable history, refitted only when it changed."""
+        if self._fitted is not None and self._fitted[0] == len(self.history):
+            return self._fitted[1], self._fitted[2], self._fitted[3]
+        used, values = self._targets(self.history)
+        x = torch.as_tensor(self._features([o.genotype for o in used]), dtype=DTYPE)
+        layout = self._layout()
+        ys = np.column_stack([transform_targets(values[:, j], self.transform) for j in range(values.shape[1])])
+        models = [GPModel.fit(x, torch.as_tensor(ys[:, j], dtype=DTYPE), layout, self.fit_settings) for j in range(ys.shape[1])]
+        self._fitted = (len(self.history), models, used, ys)
+        return models, used, ys
+
+    # -- asking ------------------------------------------------------------------------------
+
+    def ask(self, n: int = 1, *, pending: Sequence[Genotype] = ()) -> list[Proposal]:
+        rng = self.rng_for(pending)
+        taken = {g.key for g in pending}
+        out: list[Genotype] = []
+        for g in self.prior:
+            if len(out) < n and self.is_new(g, taken):
+                out.append(g)
+                taken.add(g.key)
+        n_usable = len(self._targets(self.history)[0])
+        while len(out) < n and (len(self.history) + len(pending) + len(out) < self.n_init or n_usable < 2):
+            g = self.fresh_sample(rng, taken)
+            out.append(g)
+            taken.add(g.key)
+        if len(out) < n:
+            out += self._model_proposals(n - len(out), list(pending) + out, taken, rng)
+        return [Proposal(g) for g in out]
+
+    def _model_proposals(
+        self, k: int, pending: list[Genotype], taken: set[str], rng: np.random.Generator
+    ) -> list[Genotype]:
+        t0 = time.perf_counter()
+        models, used, ys = self._models()
+        t_fit = time.perf_counter() - t0
+        # candidates
+        if self.full_pool is not None:
+            avail = self.full_pool.available([o.genotype for o in self.history] + pending)
+            members = self.full_pool.members()
+            genotypes = None
+            x_cand = torch.from_numpy(self.full_pool.features()[avail])
+        else:
+            parents = self._parents(used, ys)
+            excluded = self._seen | taken
+            genotypes = self.sampled_pool.candidates(parents, rng, excluded, len(self.history))
+            x_cand = torch.as_tensor(self.featurizer.cached(genotypes), dtype=DTYPE) if genotypes else None
+        n_cand = 0 if x_cand is None else x_cand.shape[0]
+        if n_cand == 0:  # the space looks exhausted
+            out = []
+            for _ in range(k):
+                g = self.fresh_sample(rng, taken)
+                out.append(g)
+                taken.add(g.key)
+            return out
+        t1 = time.perf_counter()
+        seed = int(rng.integers(2**31 - 1))
+        x_pend = torch.as_tensor(self._features(pending), dtype=DTYPE) if pending else None
+        if len(models) == 1:
+            scores = log_ei(models[0], x_cand, float(ys[:, 0].max()))
+            if k == 1 and x_pend is None:
+                picks = [int(torch.argmax(scores))]
+            else:
+                short = self._top(scores, max(self.shortlist, k))
+                sub = greedy_qlognei(models[0], x_cand[short], k, x_pend, seed, self.mc_samples)
+                picks = [int(short[i]) for i in sub]
+        else:
+            short = self._mo_shortlist(models, ys, x_cand, k)
+            ref = reference_point(torch.as_tensor(ys, dtype=DTYPE))
+            sub = greedy_qlognehvi(models, x_cand[short], k, x_pend, ref, seed, min(self.mc_samples, 64))
+            picks = [int(short[i]) for i in sub]
+        t_acq = time.perf_counter() - t1
+        self.last_ask = {
+            "fit_s": t_fit, "acq_s": t_acq, "candidates": n_cand, "observations": len(used),
+            "hyperparameters": [m.hp for m in models],
+        }
+        if genotypes is None:
+            return [members[int(avail[i])] for i in picks]
+        return [genotypes[i] for i in picks]
+
+    @staticmethod
+    def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
+        """Indices of the ``k`` best scores (ties by lower index), best first."""
+        k = min(k, scores.shape[0])
+        order = torch.argsort(-scores, stable=True)
+        return order[:k]
+
+    def _mo_shortlist(self, models: list[GPModel], ys: np.ndarray, x_cand: torch.Tensor, k: int) -> torch.Tensor:
+        """Candidates for qLogNEHVI: the best by each objective's LogEI and by weighted sums of
+        the posterior means (spanning the front between the objectives' extremes)."""
+        m = len(models)
+        size = max(self.shortlist, k)
+        per = max(1, size // (2 * m))
+        picked: list[torch.Tensor] = []
+        means = []
+        for j, gp in enumerate(models):
+            picked.append(self._top(log_ei(gp, x_cand, float(ys[:, j].max())), per))
+            means.append(gp.predict(x_cand)[0])
+        mu = torch.stack(means, dim=-1)
+        n_weights = 8
+        for w in np.linspace(0.0, 1.0, n_weights) if m == 2 else np.eye(m):
+            weights = torch.as_tensor(np.array([w, 1.0 - w]) if m == 2 else w, dtype=DTYPE)
+            picked.append(self._top(mu @ weights, max(1, size // (2 * n_weights))))
+        order = torch.cat(picked).tolist()
+        return torch.as_tensor(list(dict.fromkeys(order)), dtype=torch.long)
+
+    def _parents(self, used: list[Observation], ys: np.ndarray, count: int = 5) -> list[Genotype]:
+        """The best few observations to mutate (the Pareto front first for several objectives)."""
+        if not used:
+            return []
+        if ys.shape[1] == 1:
+            order = np.argsort(-ys[:, 0], kind="stable")
+        else:
+            ranks = nondominated_sort(ys)
+            order = np.lexsort((-ys.sum(1), ranks))
+        out: dict[str, Genotype] = {}
+        for i in order:
+            g = used[int(i)].genotype
+            out.setdefault(g.key, g)
+            if len(out) >= count:
+                break
+        return list(out.values())
+
+    # -- results -----------------------------------------------------------------------------
+
+    def pareto_front(self) -> list[Observation]:
+        """Told observations no other dominates (with ``objectives``); else the incumbent."""
+        if len(self.objectives) < 2:
+            used, values = self._targets(self.history)
+            if not used:
+                return []
+            best = values[:, 0].max()
+            return [o for o, v in zip(used, values[:, 0]) if v == best]
+        used, values = self._targets(self.history)
+        if not used:
+            return []
+        ranks = nondominated_sort(values)
+        return [o for o, r in zip(used, ranks) if r == 0]
