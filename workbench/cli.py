@@ -7,6 +7,7 @@ stays fast. User mistakes print one ``error: ...`` line and exit with code 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ import click
 
 from workbench.errors import NaswError, StoreError, UserError
 
+DEBUG_ENV = "NASW_DEBUG"
 STORE_HELP = "Metastore URI (default: $NASW_STORE or sqlite:///runs/mlflow.db)."
 
 
@@ -160,6 +162,9 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--device", default=None, help="Training device: cuda or cpu (default: cuda when available).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option, e.g. population=20 (repeatable).")
+@click.option("--warm-start", "warm_start", default="none", show_default=True, metavar="none|auto|TASK[,TASK...]",
+              help="Start from earlier searches of other tasks in the store (same search space): auto picks and "
+                   "weighs the sources; TASK,... names them.")
 @click.option("--objectives", default=None, metavar="M1,-M2",
               help="Multi-objective search, e.g. val_accuracy,-latency or val_accuracy,-params ('-' = minimise); "
                    "the search records the Pareto front.")
@@ -170,8 +175,8 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
 def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str | None, device: str | None,
-               options: Sequence[str], objectives: str | None, workers: int, executor: str, address: str | None,
-               quiet: bool, json_out: bool) -> None:
+               options: Sequence[str], warm_start: str, objectives: str | None, workers: int, executor: str,
+               address: str | None, quiet: bool, json_out: bool) -> None:
     """Run a new search on a task and record it in the metastore."""
     from workbench.loop import new_search
     from workbench.strategy.registry import strategy_names
@@ -194,7 +199,8 @@ def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str
     progress = _LiveProgress(task.objective, quiet or json_out)
     st = _store(store)
     search = new_search(st, task, strategy, budget, seed, strategy_options=opts, progress=progress, device=device,
-                        executor=executor, workers=workers, address=address)
+                        executor=executor, workers=workers, address=address, warm_start=warm_start,
+                        echo=progress.console.print)
     _run(search, progress, json_out)
 
 
@@ -269,7 +275,7 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
             "objective": rec.objective, "summary": rec.summary, "tags": rec.tags,
             "trials": [
                 {"trial_id": t.trial_id, "number": t.number, "state": t.state, "metrics": t.metrics,
-                 "genotype": json.loads(t.genotype_json), "genotype_key": t.genotype_key,
+                 "genotype": _genotype_obj(t.genotype_json), "genotype_key": t.genotype_key,
                  "parent_trial": t.parent_trial, "reason": t.reason}
                 for t in trials
             ],
@@ -297,23 +303,37 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
     Console().print(table)
 
 
+def _genotype_obj(text: str) -> Any:
+    """A stored genotype JSON as an object for ``--format json``; the raw text if it does not parse."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return text
+
+
 def _short_genotype(text: str) -> str:
     try:
         spec = json.loads(text)["spec"]
-    except (ValueError, KeyError, TypeError):
-        return text[:80]
-    if isinstance(spec, dict) and isinstance(spec.get("layers"), list):
-        parts = []
-        for layer in spec["layers"]:
-            op = layer.get("op", "?")
-            if "kernel" in layer:
-                parts.append(f"{op}{layer['kernel']}x{layer.get('width')}")
-            elif "width" in layer:
-                parts.append(f"{op}{layer['width']}")
-            else:
-                parts.append(op)
-        return " > ".join(parts)
-    return json.dumps(spec, separators=(",", ":"))[:100]
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        return str(text)[:80]
+    try:
+        if isinstance(spec, dict) and isinstance(spec.get("layers"), list):
+            parts = []
+            for layer in spec["layers"]:
+                if not isinstance(layer, dict):
+                    parts.append(str(layer)[:20])
+                    continue
+                op = str(layer.get("op", "?"))
+                if "kernel" in layer:
+                    parts.append(f"{op}{layer['kernel']}x{layer.get('width')}")
+                elif "width" in layer:
+                    parts.append(f"{op}{layer['width']}")
+                else:
+                    parts.append(op)
+            return " > ".join(parts)[:200]
+        return json.dumps(spec, separators=(",", ":"))[:100]
+    except (ValueError, TypeError, RecursionError):  # a planted genotype shows as text, never a crash
+        return str(text)[:80]
 
 
 @cli.command("lineage")
@@ -335,7 +355,7 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
             "ancestors": [
                 {"trial_id": g.trial.trial_id, "task": g.trial.task, "search_id": g.trial.search_id,
                  "number": g.trial.number, "state": g.trial.state, "parent_trial": g.trial.parent_trial,
-                 "genotype": json.loads(g.trial.genotype_json), "steps": [s.to_dict() for s in g.steps],
+                 "genotype": _genotype_obj(g.trial.genotype_json), "steps": [s.to_dict() for s in g.steps],
                  "inherited": g.inherited, "warning": g.warning, "metrics": g.trial.metrics}
                 for g in line
             ],
@@ -534,7 +554,13 @@ def report_cmd(search_id: str, store: str | None, out: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: one clear line and exit code 2 for bad input, never a traceback."""
+    """Console entry point: one clear line and exit code 2 for bad input, never a traceback.
+
+    Exit codes: 0 success; 2 a user mistake or an unusable store (:class:`UserError`,
+    :class:`StoreError`, bad options); 1 any other :class:`NaswError`, or an internal error
+    (a bug: one ``error: internal error: ...`` line, the traceback with ``NASW_DEBUG=1``);
+    130 interrupted.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         click.echo(cli.get_help(click.Context(cli, info_name="nasw")))
@@ -559,6 +585,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug must still not print a traceback at the user
+        if os.environ.get(DEBUG_ENV):
+            raise
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        click.echo(
+            f"error: internal error: {type(exc).__name__}{': ' + text if text else ''} "
+            f"(please report it; set {DEBUG_ENV}=1 for the traceback)",
+            err=True,
+        )
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from metastore import Metastore, TrialRecord
 from workbench.errors import InvalidGenotype, StoreError, UserError
 from workbench.evaluate.base import Evaluator
+from workbench.evaluate.fidelity import FIDELITY_TAG
 from workbench.evaluate.factory import evaluator_for, meta_features_for, space_for
 from workbench.evaluate.trainer import evaluator_seed
 from workbench.execute.base import Executor
 from workbench.execute.trial import (
     HEARTBEAT_TAG,
+    STOPPED_TAG,
     TrialJob,
     TrialOutcome,
     default_inherit,
@@ -131,12 +134,61 @@ def observation_of(record: TrialRecord, objective: str, space: SearchSpace) -> O
     value = record.metrics.get(objective) if record.state == "finished" else None
     if value is not None and not math.isfinite(value):
         value = None
+    fidelity = fidelity_of(record)
+    if value is not None and fidelity.get("stopped"):
+        value = stopped_value(record.metrics, value)
     return Observation(
         genotype=g,
         value=value,
         objectives={k: v for k, v in record.metrics.items()},
         trial_id=record.trial_id,
+        fidelity=fidelity,
     )
+
+
+def fidelity_of(record: TrialRecord) -> dict[str, Any]:
+    """The fidelity a recorded trial was measured at (its ``nasw.fidelity`` tag; ``{}`` when it
+    has none: recorded before fidelities existed, so at the task's full fidelity)."""
+    from workbench.evaluate.fidelity import FIDELITY_TAG, parse_record
+
+    rec = parse_record(record.tags.get(FIDELITY_TAG))
+    if record.tags.get(STOPPED_TAG):
+        rec = {**rec, "full": False, "stopped": record.tags[STOPPED_TAG]}
+    return rec
+
+
+def stopped_value(metrics: Mapping[str, float], value: float) -> float:
+    """What a strategy is told for a trial stopped by learning-curve extrapolation: the final
+    value the rule predicted (``lc_predicted_final``) when recorded, else its last value."""
+    pred = metrics.get("lc_predicted_final")
+    return float(pred) if pred is not None and math.isfinite(pred) else value
+
+
+def is_full(record: TrialRecord) -> bool:
+    """True for a trial measured at its task's full fidelity (and not stopped early)."""
+    rec = fidelity_of(record)
+    return not rec or bool(rec.get("full", True))
+
+
+UNUSABLE = "not used on resume: "
+
+
+def usable_record(record: TrialRecord, space: SearchSpace) -> TrialRecord:
+    """A stored trial as a resumed search may use it.
+
+    Whatever a shared store holds is checked before use: a finished trial whose genotype JSON
+    is malformed, names another space, or does not validate in ``space`` (absurd widths, unknown
+    ops) is never built into a network, never told to the strategy and never the best trial: it
+    is kept in the search's count as failed with the reason (the stored run is not changed).
+    """
+    if record.state != "finished":
+        return record
+    try:
+        space.validate(Genotype.from_json(record.genotype_json))
+    except InvalidGenotype as exc:
+        reason = f"{UNUSABLE}invalid genotype read back from the store: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return replace(record, state="failed", metrics={}, reason=reason[:500])
+    return record
 
 
 class Search:
@@ -151,6 +203,13 @@ class Search:
         budget: Total number of trials (finished + failed) of the search.
         seed: Search seed (strategy and per-trial training seeds derive from it).
         progress: Callbacks for a live display.
+        scheduler: A multi-fidelity scheduler (:mod:`workbench.evaluate.schedulers`); then
+            ``budget`` counts full-fidelity-equivalent trainings, not trials.
+        fidelity_space: The task's fidelities (default: from its ``[fidelity]`` table when it
+            has one or a scheduler is used).
+        stop_early: ``"lc"``: stop trials whose extrapolated learning curve is unlikely to beat
+            the incumbent (:class:`workbench.evaluate.curves.LCStopRule`).
+        stop_options: Settings of the stop rule (``threshold``, ``min_epochs``, ``every``).
     """
 
     def __init__(
@@ -165,6 +224,11 @@ class Search:
         progress: Progress | None = None,
         save_weights: bool = True,
         executor: Executor | None = None,
+        *,
+        scheduler: Any = None,
+        fidelity_space: Any = None,
+        stop_early: str | None = None,
+        stop_options: Mapping[str, Any] | None = None,
     ) -> None:
         if budget < 1:
             raise UserError(f"budget must be a positive number of trials, got {budget}")
@@ -178,8 +242,33 @@ class Search:
         self.progress = progress or Progress()
         self.save_weights = save_weights and space.trainable
         self.executor = executor
+        self.warm = None  # a workbench.transfer.plan.WarmStartPlan for warm-started searches
         self.search_id: str | None = None
         self.records: list[TrialRecord] = []
+        self._init_fidelity(scheduler, fidelity_space, stop_early, stop_options)
+
+    def _init_fidelity(self, scheduler: Any, fidelity_space: Any, stop_early: str | None,
+                       stop_options: Mapping[str, Any] | None) -> None:
+        """Schedulers, fidelities and early stopping (issue 7); checks what the task supports."""
+        from workbench.evaluate.base import supports_fidelity
+
+        self.scheduler = scheduler
+        self.stop_early = stop_early or None
+        self.stop_options = dict(stop_options or {})
+        self.fidelity_space = fidelity_space if fidelity_space is not None else getattr(scheduler, "space", None)
+        self._fidelity_ok = supports_fidelity(self.evaluator)
+        self._curves: dict[str, tuple[float, ...]] = {}
+        self._fidelity_records: dict[str, dict[str, Any]] = {}
+        self._planned_epochs: dict[str, int] = {}
+        if (scheduler is not None or self.fidelity_space is not None) and not self._fidelity_ok:
+            raise UserError(f"task {self.task.name!r} ({self.task.kind}) cannot be evaluated at lower fidelities; "
+                            "--scheduler needs a trained task")
+        if self.stop_early is not None:
+            if self.stop_early != "lc":
+                raise UserError(f"unknown --stop-early rule {self.stop_early!r}; expected 'lc'")
+            if not self.space.trainable or self.task.objective != "val_accuracy":
+                raise UserError("--stop-early lc needs a trained task whose objective is val_accuracy "
+                                f"(task {self.task.name!r}: {self.task.kind}, objective {self.task.objective})")
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, strategy_options: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> str:
@@ -192,6 +281,16 @@ class Search:
             "seed": self.seed,
             "space_settings": self.space.settings(),
         }
+        if self.scheduler is not None:
+            spec["scheduler"] = {"name": self.scheduler.name, "options": dict(getattr(self.scheduler, "options", {}) or {})}
+        if self.fidelity_space is not None:
+            spec["fidelity_space"] = self.fidelity_space.to_dict()
+        if self.stop_early is not None:
+            spec["stop_early"] = {"rule": self.stop_early, "options": self.stop_options}
+        if self.warm is not None:
+            spec["warm_start"] = self.warm.to_spec()
+            tags = {**dict(tags or {}), "nasw.warm_start": self.warm.mode,
+                    "source_weights": self.warm.weights.to_json()}
         self.search_id = self.store.start_search(
             self.task.name,
             strategy=self.strategy.name,
@@ -222,9 +321,18 @@ class Search:
                     "stop that process first, or resume with --force"
                 )
             self.store.finish_trial(rec.trial_id, state="failed", reason="interrupted: the search stopped while this trial ran")
-        self.records = self.store.trials(search_id)
+        self.records = [usable_record(r, self.space) for r in self.store.trials(search_id)]
+        unusable = [r.number for r in self.records if (r.reason or "").startswith(UNUSABLE)]
+        if unusable:
+            self.store.set_tags(search_id, {"nasw.note.unusable_trials": f"trials {unusable} have genotypes that do "
+                                            "not validate in this search's space; not used on resume"[:5000]})
         obs = [o for o in (observation_of(r, self.task.objective, self.space) for r in self.records) if o]
         self.strategy.tell(obs)
+        if self.scheduler is not None:
+            self.scheduler.replay(
+                (r.trial_id, r.genotype_key, fidelity_of(r), o.value if o is not None else None, r.state != "running")
+                for r, o in ((r, observation_of(r, self.task.objective, self.space)) for r in self.records)
+            )
         return len(self.records)
 
     def run(self) -> SearchResult:
@@ -239,7 +347,9 @@ class Search:
         state = "finished"
         running: dict[str, tuple[int, Genotype]] = {}
         try:
-            while len(self.records) + len(running) < self.budget or running:
+            if self.scheduler is not None:
+                self._run_scheduled(executor, running)
+            while self.scheduler is None and (len(self.records) + len(running) < self.budget or running):
                 while len(running) < executor.capacity and len(self.records) + len(running) < self.budget:
                     pending = [g for _, g in running.values()]
                     proposal = self.strategy.ask(1, pending=pending)[0]
@@ -268,17 +378,31 @@ class Search:
         return SearchResult(self.search_id, len(self.records), self.n_failed, self.best_record(), summary)
 
     # -- one trial ------------------------------------------------------------------------
-    def start_trial(self, proposal: Proposal, number: int) -> TrialJob:
-        """Create the trial's RUNNING run and the job that evaluates it."""
+    def start_trial(self, proposal: Proposal, number: int, decision: Any = None) -> TrialJob:
+        """Create the trial's RUNNING run and the job that evaluates it.
+
+        The run records the fidelity it is measured at: params ``fidelity.*`` and the tag
+        ``nasw.fidelity`` (JSON: the fidelity, ``full``, its relative ``cost`` and, under a
+        scheduler, ``rung``, ``bracket``, ``promoted_from``). ``decision`` is the scheduler's
+        :class:`~workbench.evaluate.schedulers.Decision`, if any.
+        """
         g = proposal.genotype
         tags = {}
         steps = morphisms_json(proposal.morphisms)
         if proposal.morphisms:
             tags["nasw.morphisms"] = steps
+        fid, record = self._fidelity_for(decision)
+        tags[FIDELITY_TAG] = json.dumps(record, sort_keys=True)
+        if decision is not None and decision.promote and proposal.parent_trial != decision.promote:
+            tags["nasw.promoted_from"] = decision.promote
+        params = {**flatten(g.value), **(fid.params() if fid is not None else {})}
         trial_id = self.store.start_trial(
-            self.search_id, g.to_json(), g.key, params=flatten(g.value), parent_trial=proposal.parent_trial, tags=tags
+            self.search_id, g.to_json(), g.key, params=params, parent_trial=proposal.parent_trial, tags=tags
         )
+        self._fidelity_records[trial_id] = record
         self.progress.trial_started(number, g)
+        job_fidelity = json.dumps(record, sort_keys=True) if fid is not None and self._fidelity_ok else ""
+        stop = self._stop_rule_json(g, fid, record, trial_id)
         return TrialJob(
             search_id=self.search_id,
             trial_id=trial_id,
@@ -288,6 +412,8 @@ class Search:
             objective=self.task.objective,
             parent_trial=proposal.parent_trial,
             morphisms=steps,
+            fidelity=job_fidelity,
+            stop_early=stop,
         )
 
     def run_trial(self, proposal: Proposal, number: int) -> Observation:
@@ -312,15 +438,162 @@ class Search:
         rec = TrialRecord(
             trial_id=outcome.trial_id, search_id=self.search_id or "", task=self.task.name, number=outcome.number,
             genotype_json=g.to_json(), genotype_key=g.key, state=outcome.state, metrics=dict(outcome.metrics),
-            reason=outcome.reason,
+            reason=outcome.reason, tags=self._live_tags(outcome),
         )
         self.records.append(rec)
         value = outcome.metrics.get(self.task.objective) if outcome.state == "finished" else None
-        obs = Observation(g, value, objectives=dict(outcome.metrics), trial_id=outcome.trial_id)
+        if value is not None and not math.isfinite(value):
+            value = None
+        if value is not None and outcome.stopped:
+            value = stopped_value(outcome.metrics, value)
+        if outcome.curve:
+            self._curves[outcome.trial_id] = tuple(outcome.curve)
+        obs = Observation(g, value, objectives=dict(outcome.metrics), trial_id=outcome.trial_id,
+                          fidelity=fidelity_of(rec))
+        if self.scheduler is not None:
+            self.scheduler.finished(outcome.trial_id, value)
         self.strategy.tell([obs])
+        if self.warm is not None and self.warm.sources:
+            self._reweigh_sources()
         best = self.best_record()
         self.progress.trial_finished(outcome.number, obs, best.metrics[self.task.objective] if best else None)
         return obs
+
+    def _reweigh_sources(self) -> None:
+        """Trust in each source after this trial (ranking agreement), kept on the parent run."""
+        import json
+
+        ok = [(r, r.metrics[self.task.objective]) for r in self.records
+              if r.state == "finished" and self.task.objective in r.metrics]
+        try:
+            gs = [Genotype.from_json(r.genotype_json) for r, _ in ok]
+            self.warm.update(self.space, meta_features_for(self.task, self.evaluator), gs, [v for _, v in ok])
+            self.store.set_tags(self.search_id, {"source_weights": json.dumps(self.warm.history, sort_keys=True)[:7900]})
+        except (InvalidGenotype, StoreError, ValueError):
+            pass
+
+    # -- fidelities, schedulers, early stopping (issue 7) -----------------------------------
+    def _fidelity_for(self, decision: Any) -> tuple[Any, dict[str, Any]]:
+        """The fidelity of the next trial and its ``nasw.fidelity`` record."""
+        from workbench.evaluate.fidelity import Fidelity
+
+        fs = self.fidelity_space
+        if decision is not None:
+            return decision.fidelity, decision.record(fs)
+        if fs is not None:
+            return fs.high, fs.high.record(full=True, cost=1.0, level=1.0)
+        return None, Fidelity().record(full=True, cost=1.0)
+
+    def _live_tags(self, outcome: TrialOutcome) -> dict[str, str]:
+        """The tags of a just-finished trial as the store now holds them (fidelity, stop)."""
+        from workbench.evaluate.fidelity import stopped_record
+
+        rec = dict(self._fidelity_records.get(outcome.trial_id, {}))
+        tags: dict[str, str] = {}
+        if outcome.stopped:
+            done = int(outcome.metrics.get("epochs", len(outcome.curve)) or 1)
+            rec = stopped_record(rec, done, self._planned_epochs.get(outcome.trial_id), outcome.stopped)
+            tags[STOPPED_TAG] = outcome.stopped
+        if rec:
+            tags[FIDELITY_TAG] = json.dumps(rec, sort_keys=True)
+        return tags
+
+    def _cost_of(self, record: TrialRecord) -> float:
+        """Training compute of a trial in full-training equivalents (its recorded ``cost``;
+        a trial stopped early counts the epochs it trained; 1 when nothing was recorded)."""
+        if record.state != "finished" and not record.metrics:
+            return 0.0
+        return float(fidelity_of(record).get("cost", 1.0))
+
+    def _target_epochs(self, g: Genotype | None, fid: Any) -> int | None:
+        """Epochs a trial trains to (the fidelity's, else the trainer's for this genotype)."""
+        if fid is not None and getattr(fid, "epochs", None) is not None:
+            return int(fid.epochs)
+        cfg = None
+        config_for = getattr(self.evaluator, "config_for", None)
+        if g is not None and callable(config_for):
+            try:
+                cfg = config_for(g)
+            except Exception:  # noqa: BLE001 - the trial reports its own error
+                cfg = None
+        cfg = cfg or getattr(self.evaluator, "config", None)
+        epochs = getattr(cfg, "epochs", None)
+        return int(epochs) if epochs else None
+
+    def _stop_rule_json(self, g: Genotype, fid: Any, record: Mapping[str, Any], trial_id: str) -> str:
+        """The stop rule of a new trial (``""``: none): the incumbent is the best finished trial
+        measured at the same fidelity that was not stopped; its curve corrects the extrapolation."""
+        if self.stop_early != "lc" or (fid is not None and fid.start_epoch):
+            return ""
+        from workbench.evaluate.curves import LCStopRule
+
+        target = self._target_epochs(g, fid)
+        if not target or target < 3:
+            return ""
+        level = {k: record.get(k) for k in ("epochs", "data_fraction", "resolution", "width_mult")}
+        peers = [
+            r for r in self.records
+            if r.state == "finished" and self.task.objective in r.metrics and not fidelity_of(r).get("stopped")
+            and {k: fidelity_of(r).get(k) for k in level} == level
+            and (r.metrics.get("epochs") is None or int(r.metrics["epochs"]) == target)
+        ]
+        incumbent = max(peers, key=lambda r: r.metrics[self.task.objective], default=None)
+        self._planned_epochs[trial_id] = target
+        if incumbent is None:
+            return ""
+        rule = LCStopRule(
+            target_epoch=target, incumbent=float(incumbent.metrics[self.task.objective]),
+            incumbent_curve=self._curve_of(incumbent.trial_id), **self.stop_options,
+        )
+        return rule.to_json()
+
+    def _curve_of(self, trial_id: str) -> tuple[float, ...]:
+        """The objective per epoch of a finished trial (kept from its outcome, else read back)."""
+        if trial_id not in self._curves:
+            try:
+                points = self.store.metric_history(trial_id, self.task.objective)
+            except (NotImplementedError, StoreError, UserError):
+                points = []
+            by_step: dict[int, float] = {}
+            for step, value in points:
+                by_step.setdefault(int(step), float(value))  # the final metric repeats the last step
+            self._curves[trial_id] = tuple(by_step[k] for k in sorted(by_step))
+        return self._curves[trial_id]
+
+    def _run_scheduled(self, executor: Executor, running: dict[str, tuple[int, Genotype]]) -> None:
+        """The loop under a scheduler: it decides each next trial (a new configuration, which the
+        strategy proposes, or a promotion of a finished trial to a higher fidelity); free
+        workers get work at once; when the schedule ends, the best trial of the highest rung
+        reached is trained at full fidelity if no trial got there."""
+        sched = self.scheduler
+        by_id = {r.trial_id: r for r in self.records}
+        final_asked = False
+        while True:
+            while len(running) < executor.capacity:
+                decision = sched.next()
+                if decision is None and not running and not final_asked:
+                    final_asked = True
+                    decision = sched.final_decision()
+                if decision is None:
+                    break
+                if decision.promote:
+                    src = by_id.get(decision.promote) or next(r for r in self.records if r.trial_id == decision.promote)
+                    g = Genotype.from_json(src.genotype_json)
+                    proposal = Proposal(g, parent_trial=decision.promote if decision.fidelity.start_epoch else None)
+                else:
+                    pending = [g for _, g in running.values()]
+                    proposal = self.strategy.ask(1, pending=pending)[0]
+                number = len(self.records) + len(running)
+                job = self.start_trial(proposal, number, decision)
+                sched.started(decision, job.trial_id, proposal.genotype.key)
+                running[job.trial_id] = (number, proposal.genotype)
+                executor.submit(job)
+            if not running:
+                return
+            for outcome in executor.wait():
+                number, g = running.pop(outcome.trial_id)
+                self._record(outcome, g)
+                by_id[outcome.trial_id] = self.records[-1]
 
     # -- results --------------------------------------------------------------------------
     @property
@@ -328,8 +601,11 @@ class Search:
         return sum(1 for r in self.records if r.state == "failed")
 
     def best_record(self) -> TrialRecord | None:
-        """The finished trial with the highest objective."""
+        """The finished trial with the highest objective, among those measured at full fidelity
+        (not stopped early) when there are any."""
         ok = [r for r in self.records if r.state == "finished" and self.task.objective in r.metrics]
+        full = [r for r in ok if is_full(r)]
+        ok = full or ok
         return max(ok, key=lambda r: r.metrics[self.task.objective]) if ok else None
 
     def summary(self) -> dict[str, float]:
@@ -340,6 +616,12 @@ class Search:
             if self.task.report in best.metrics:
                 out[f"best_{self.task.report}"] = best.metrics[self.task.report]
             out["best_trial_number"] = float(best.number)
+        seconds = [r.metrics.get("train_seconds", 0.0) for r in self.records if r.state == "finished"]
+        out["total_train_seconds"] = float(sum(v for v in seconds if math.isfinite(v)))
+        if self.scheduler is not None or self.stop_early is not None:
+            out["n_full_fidelity"] = float(sum(1 for r in self.records if r.state == "finished" and is_full(r)))
+            out["n_stopped_early"] = float(sum(1 for r in self.records if fidelity_of(r).get("stopped")))
+            out["compute_full_equivalents"] = float(sum(self._cost_of(r) for r in self.records))
         return out
 
     def _plot(self) -> None:
@@ -409,16 +691,97 @@ def new_search(
     executor: str = "inprocess",
     workers: int = 1,
     address: str | None = None,
+    warm_start: str | None = None,
+    echo: Callable[[str], None] | None = None,
+    scheduler: str | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
+    stop_early: str | None = None,
+    stop_options: Mapping[str, Any] | None = None,
 ) -> Search:
-    """Build every object a search needs and create its parent run."""
+    """Build every object a search needs and create its parent run.
+
+    ``warm_start`` is ``none``, ``auto`` or ``TASK[,TASK...]``: earlier searches of other tasks
+    in the same space are read from the store, weighed (meta-features first, ranking agreement
+    once the target has data) and handed to the strategy; ``echo`` receives a line saying which.
+
+    ``scheduler`` (``sh``, ``hyperband``, ``asha``; options e.g. ``eta``, ``n_configs``,
+    ``promote``) runs the search over the task's fidelities; then ``budget`` counts
+    full-fidelity-equivalent trainings. ``stop_early="lc"`` stops trials by learning-curve
+    extrapolation (options ``threshold``, ``min_epochs``, ``every``).
+    """
     space = space_for(task)
     evaluator = evaluator_for(task, device=device)
     options = morph_options(store, strategy_name, dict(strategy_options or {}), evaluator)
-    strategy = make_strategy(strategy_name, space, seed=seed, **options)
+    warm = _plan_warm_start(store, task, space, evaluator, strategy_name, options, warm_start)
+    if warm is not None and echo is not None:
+        echo(warm.describe())
+    strategy = make_strategy(strategy_name, space, seed=seed, **options, **(warm.strategy_kwargs if warm else {}))
     execu = make_executor(executor, workers, store, task, device=device, address=address, trainable=space.trainable)
-    search = Search(store, task, strategy, evaluator, space, budget, seed, progress, executor=execu)
+    fkw = fidelity_setup(task, space, evaluator, budget, scheduler, scheduler_options, stop_early, stop_options)
+    search = Search(store, task, strategy, evaluator, space, budget, seed, progress, executor=execu, **fkw)
+    search.warm = warm
     search.start(options, tags)
     return search
+
+
+def fidelity_setup(
+    task: Task, space: SearchSpace, evaluator: Evaluator, budget: float, scheduler: str | None,
+    scheduler_options: Mapping[str, Any] | None = None, stop_early: str | None = None,
+    stop_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The fidelity keywords of :class:`Search`: the task's fidelity space (a trained task with a
+    ``[fidelity]`` table, or any trained task under a scheduler), the scheduler and the stop rule.
+
+    Raises:
+        UserError: An unknown scheduler or option, a tabular task under a scheduler, a malformed
+            ``[fidelity]`` table.
+    """
+    from workbench.evaluate.base import supports_fidelity
+
+    fs = None
+    if (scheduler or task.fidelity) and space.trainable and supports_fidelity(evaluator):
+        from workbench.evaluate.fidelity import fidelity_space
+
+        cfg = getattr(evaluator, "config", None)
+        splits = getattr(evaluator, "splits", None)
+        dims = len(splits.input_shape) - 1 if splits is not None else 1
+        fs = fidelity_space(task.fidelity, int(getattr(cfg, "epochs", 1) or 1), dims, where=task.name)
+    sched = None
+    if scheduler:
+        if fs is None:
+            raise UserError(f"task {task.name!r} ({task.kind}) cannot be evaluated at lower fidelities; "
+                            "--scheduler needs a trained task")
+        from workbench.evaluate.schedulers import make_scheduler
+
+        sched = make_scheduler(scheduler, fs, float(budget), **dict(scheduler_options or {}))
+        sched.options = dict(scheduler_options or {})
+    opts = dict(stop_options or {})
+    allowed = {"threshold", "min_epochs", "every"}
+    if set(opts) - allowed:
+        raise UserError(f"unknown --stop-early options {sorted(set(opts) - allowed)}; expected some of {sorted(allowed)}")
+    return {"scheduler": sched, "fidelity_space": fs, "stop_early": stop_early, "stop_options": opts}
+
+
+def _plan_warm_start(store: Metastore, task: Task, space: SearchSpace, evaluator: Evaluator, strategy_name: str,
+                     options: Mapping[str, Any], warm_start: str | None, prior_json: Sequence[str] | None = None):
+    """The warm-start plan of a new (or resumed) search, or None."""
+    import inspect
+
+    from workbench.strategy.registry import strategy_class
+    from workbench.transfer.plan import plan_warm_start
+
+    if not warm_start or warm_start == "none":
+        return None
+    histories = store.histories(space.name, task.objective, exclude_task=task.name)
+    accepted = list(inspect.signature(strategy_class(strategy_name).__init__).parameters)
+    plan = plan_warm_start(warm_start, histories, space, task.name, meta_features_for(task, evaluator),
+                           strategy_name, options, accepted)
+    if plan is not None and prior_json is not None:  # resume: the recorded prior, exactly
+        from workbench.transfer.plan import strategy_kwargs_for
+
+        plan.prior = [Genotype.from_json(t) for t in prior_json]
+        plan.strategy_kwargs = strategy_kwargs_for(strategy_name, options, plan.sources, plan.weights, plan.prior, accepted)
+    return plan
 
 
 def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any], evaluator: Evaluator) -> dict[str, Any]:
@@ -484,8 +847,19 @@ def resume_search(
         raise UserError(f"search {search_id} has no usable spec to resume from ({exc})") from None
     space = space_for(task)
     evaluator = evaluator_for(task, device=device)
-    strategy = make_strategy(strategy_name, space, seed=rec.seed, **options)
+    ws = spec.get("warm_start") if isinstance(spec.get("warm_start"), Mapping) else None
+    warm = None
+    if ws:
+        names = ",".join(ws.get("sources") or {}) or "auto"
+        warm = _plan_warm_start(store, task, space, evaluator, strategy_name, options, names,
+                                prior_json=list(ws.get("prior") or []))
+    strategy = make_strategy(strategy_name, space, seed=rec.seed, **options, **(warm.strategy_kwargs if warm else {}))
     execu = make_executor(executor, workers, store, task, device=device, address=address, trainable=space.trainable)
-    search = Search(store, task, strategy, evaluator, space, total, rec.seed, progress, executor=execu)
+    sch = spec.get("scheduler") if isinstance(spec.get("scheduler"), Mapping) else {}
+    stop = spec.get("stop_early") if isinstance(spec.get("stop_early"), Mapping) else {}
+    fkw = fidelity_setup(task, space, evaluator, total, sch.get("name"), sch.get("options"), stop.get("rule"),
+                         stop.get("options"))
+    search = Search(store, task, strategy, evaluator, space, total, rec.seed, progress, executor=execu, **fkw)
+    search.warm = warm
     search.replay(search_id, force=force)
     return search

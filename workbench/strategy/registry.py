@@ -29,6 +29,15 @@ def strategy_names() -> list[str]:
     return sorted(_STRATEGIES)
 
 
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered under ``name``."""
+    target = _STRATEGIES.get(name)
+    if target is None:
+        raise UserError(f"unknown strategy {name!r}; expected one of {strategy_names()}")
+    module, cls_name = target.split(":")
+    return getattr(importlib.import_module(module), cls_name)
+
+
 def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Strategy:
     """Build a strategy by name; an unknown name raises :class:`UserError`."""
     target = _STRATEGIES.get(name)

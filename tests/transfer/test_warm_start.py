@@ -1,0 +1,92 @@
+"""Warm starts: source selection, trust by meta-features and ranking, strategies seeded, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.errors import UserError
+from workbench.space.nbgraph import NBGraphSpace
+from workbench.transfer.sources import (
+    SourceHistory,
+    choose_sources,
+    meta_similarity,
+    parse_warm_start,
+    ranking_agreement,
+    warm_candidates,
+    weigh_sources,
+)
+
+SPACE = NBGraphSpace("cora")
+
+
+def test_parse_warm_start():
+    assert parse_warm_start(None) == ("none", [])
+    assert parse_warm_start("auto") == ("auto", [])
+    assert parse_warm_start("a, b") == ("tasks", ["a", "b"])
+    with pytest.raises(UserError):
+        parse_warm_start(",")
+
+
+def test_ranking_agreement_and_meta_similarity():
+    x = np.arange(10.0)
+    assert ranking_agreement(x, x) == 1.0
+    assert ranking_agreement(-x, x) == 0.0
+    assert meta_similarity({"n": 100.0}, {"n": 100.0}) == 1.0
+    assert meta_similarity({"n": 100.0}, {"n": 10_000.0}) < meta_similarity({"n": 100.0}, {"n": 200.0})
+
+
+def _source(task: str, values_of, n: int = 60, seed: int = 0) -> SourceHistory:
+    rng = np.random.default_rng(seed)
+    pool = SPACE.pool()
+    idx = rng.choice(len(pool), n, replace=False)
+    gs = tuple(pool[i] for i in idx)
+    return SourceHistory(task, gs, np.array([values_of(i) for i in idx]), {"nodes": 1000.0})
+
+
+def test_a_source_that_ranks_the_target_backwards_gets_no_weight():
+    from workbench.evaluate.tabular import table_arrays
+
+    vals = table_arrays("cora").val_accuracy
+    good = _source("good", lambda i: vals[i], n=150, seed=1)
+    bad = _source("bad", lambda i: -vals[i], seed=2)
+    rng = np.random.default_rng(3)
+    pool = SPACE.pool()
+    idx = rng.choice(len(pool), 20, replace=False)
+    w = weigh_sources([good, bad], SPACE, {"nodes": 1000.0}, [pool[i] for i in idx], vals[idx])
+    assert w.how == {"good": "ranking", "bad": "ranking"}
+    assert w.weights["bad"] == 0.0 and w.weights["good"] > 0.0
+    first = warm_candidates([good, bad], w.weights, 3)
+    assert first[0] == good.best(1)[0] and all(g in good.genotypes for g in first)
+
+
+def test_named_sources_must_exist():
+    s = _source("photo", lambda i: float(i))
+    assert choose_sources("tasks", ["photo"], [s], "cora") == [s]
+    assert choose_sources("auto", [], [s], "photo") == []
+    with pytest.raises(UserError, match="no usable history"):
+        choose_sources("tasks", ["arxiv"], [s], "cora")
+
+
+def test_warm_started_evolution_evaluates_the_sources_best_first_and_resumes_exactly(tmp_path):
+    from metastore import open_store
+    from workbench.loop import new_search, resume_search
+    from workbench.task import load_task
+
+    store = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    new_search(store, load_task("nbgraph-computers"), "random", 30, seed=0).run()
+    lines = []
+    target = new_search(store, load_task("nbgraph-arxiv"), "evolution", 6, seed=0, warm_start="auto", echo=lines.append)
+    assert "nbgraph-computers" in lines[0]
+    src = store.histories("nbgraph-v1", "val_accuracy")["nbgraph-computers"]
+    best_src = src.genotype_jsons[int(np.argmax(src.values))]
+    target.run()
+    trials = store.trials(target.search_id)
+    assert trials[0].genotype_json == best_src
+    rec = store.search(target.search_id)
+    assert rec.spec["warm_start"]["sources"].keys() == {"nbgraph-computers"}
+    assert "source_weights" in rec.tags
+    resumed = resume_search(store, target.search_id, budget=8)
+    assert resumed.warm is not None and [g.to_json() for g in resumed.warm.prior] == rec.spec["warm_start"]["prior"]
+    resumed.run()
+    assert len(store.trials(target.search_id)) == 8
