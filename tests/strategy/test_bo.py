@@ -84,7 +84,7 @@ def test_fast_posterior_equals_botorch_single_task_gp():
 
 def test_transform_targets():
     y = np.array([0.1, 0.8, 0.81, 0.79, 0.8])
-    for kind in ("rank", "standardize"):
+    for kind in ("power", "rank", "standardize"):
         z = transform_targets(y, kind)
         assert z.mean() == pytest.approx(0.0, abs=1e-12) and z.std() == pytest.approx(1.0)
         assert np.argmax(z) == 2 and np.argmin(z) == 0
@@ -297,3 +297,18 @@ def test_strategy_class_is_registered():
 
     assert "bo" in strategy_names()
     assert BayesianOptimization.name == "bo"
+
+
+def test_pruned_top_log_ei_equals_a_full_scan():
+    from workbench.strategy.bo.acquisition import top_log_ei
+
+    x, y = _data(40, d=10, seed=3)
+    layout = KernelLayout.from_blocks([[list(range(10))]])
+    gp = GPModel.fit(x, y, layout)
+    grid = torch.as_tensor(np.array([[(i >> b) & 1 for b in range(10)] for i in range(1024)], dtype=float))
+    full = log_ei(gp, grid, float(y.max()))
+    for k in (1, 5, 50):
+        rows, values = top_log_ei(gp, grid, float(y.max()), k, chunk=16)
+        expected = torch.argsort(-full, stable=True)[:k]
+        assert rows.tolist() == expected.tolist()
+        np.testing.assert_allclose(values.numpy(), full[expected].numpy(), rtol=1e-9)

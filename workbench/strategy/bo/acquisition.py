@@ -15,6 +15,7 @@ a seeded baseline pruning, so the same inputs give the same picks.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -33,6 +34,48 @@ def log_ei(gp: GPModel, x: Tensor, best_f: float) -> Tensor:
     acq = LogExpectedImprovement(marginal_model(gp), best_f=best_f)
     with torch.no_grad():
         return acq(x.to(DTYPE).unsqueeze(-2))
+
+
+def top_log_ei(gp: GPModel, x: Tensor, best_f: float, k: int = 1, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    """The ``k`` rows of ``x`` with the largest LogEI, exactly, without scoring all of them.
+
+    LogEI grows with the posterior mean and with the posterior standard deviation, and the
+    latter never exceeds the prior's. So candidates are visited by decreasing posterior mean
+    (one cross-covariance product, no solve), their exact LogEI (:func:`log_ei`) is computed a
+    chunk at a time, and the scan stops once the bound ``LogEI(mean, prior sd)`` of the next
+    candidate falls below the ``k``-th best exact value. Ties go to the lower row index, as
+    with a full scan.
+
+    Returns:
+        ``(rows, values)``: `k` row indices into ``x`` (best first) and their LogEI.
+    """
+    from botorch.acquisition.analytic import _log_ei_helper
+
+    m = x.shape[0]
+    k = min(k, m)
+    if k == 0:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=DTYPE)
+    mean = gp.predict_mean(x)
+    order = torch.argsort(-mean, stable=True)
+    sd_max = math.sqrt(gp.prior_var)
+    bound = _log_ei_helper((mean[order] - best_f) / sd_max) + math.log(sd_max)
+    rows, values = [], []
+    pos = 0
+    while pos < m:
+        sel = order[pos : pos + chunk]
+        rows.append(sel)
+        values.append(log_ei(gp, x[sel], best_f))
+        pos += chunk
+        if pos < m and pos >= k:
+            kth = torch.topk(torch.cat(values), k).values[-1]
+            if bool(bound[pos] < kth):
+                break
+    rows_t, values_t = torch.cat(rows), torch.cat(values)
+    # best first; equal values by lower row index
+    key = torch.argsort(rows_t, stable=True)
+    rows_t, values_t = rows_t[key], values_t[key]
+    best = torch.argsort(-values_t, stable=True)[:k]
+    return rows_t[best], values_t[best]
 
 
 def _evaluate(acq, x: Tensor, chunk: int) -> Tensor:

@@ -102,6 +102,9 @@ class FitSettings:
 
     Attributes:
         maxiter: Most L-BFGS-B iterations (each one or a few likelihood evaluations).
+        max_points: Hyperparameters are fitted on at most this many observations (every k-th,
+            a deterministic thinning): each likelihood evaluation is cubic in their number,
+            while the GP is then conditioned on all of them.
         lengthscale_sd: Standard deviation of the log-lengthscale priors.
         outputscale_sd: Standard deviation of the log-outputscale priors (centred at ``1/B``).
         noise_prior: Centre of the log-normal noise-variance prior (standardised targets).
@@ -109,6 +112,7 @@ class FitSettings:
     """
 
     maxiter: int = 60
+    max_points: int = 150
     lengthscale_sd: float = 1.0
     outputscale_sd: float = 1.0
     noise_prior: float = 0.05
@@ -264,6 +268,9 @@ def fit_hyperparameters(
         layout: The kernel's groups and blocks.
         settings: Iteration cap and priors.
     """
+    if x.shape[0] > settings.max_points:
+        keep = torch.as_tensor(np.unique(np.linspace(0, x.shape[0] - 1, settings.max_points).round().astype(int)))
+        x, y = x[keep], y[keep]
     obj = _Objective(x, y, layout, settings)
     g, b = layout.n_groups, layout.n_blocks
     x0 = np.concatenate(
@@ -313,7 +320,6 @@ class GPModel:
             self.alpha = torch.cholesky_solve((self.y - hp.mean)[:, None], self.chol)[:, 0]
         self.prior_var = float(np.sum(hp.outputscales))
         self._chol_inv: Tensor | None = None
-        self._memo: tuple | None = None
         self._botorch = None
 
     @classmethod
@@ -331,12 +337,17 @@ class GPModel:
             out += float(self.hp.outputscales[b]) * torch.exp(-0.5 * _sqdist(z, self._scaled_train[b]))
         return out
 
+    def predict_mean(self, xc: Tensor, chunk: int = 8192) -> Tensor:
+        """Posterior mean only (`m`): one cross-covariance, no solve."""
+        out = []
+        with torch.no_grad(), single_threaded():
+            for start in range(0, xc.shape[0], chunk):
+                out.append(self.hp.mean + self.cross(xc[start : start + chunk].to(DTYPE)) @ self.alpha)
+        return torch.cat(out) if out else torch.zeros(0, dtype=DTYPE)
+
     def predict(self, xc: Tensor | np.ndarray, chunk: int = 8192) -> tuple[Tensor, Tensor]:
         """Marginal posterior mean and variance of the latent function (`m` each), in chunks."""
         xc = torch.as_tensor(np.asarray(xc) if not isinstance(xc, Tensor) else xc, dtype=DTYPE)
-        tag = (xc.data_ptr(), tuple(xc.shape), tuple(xc.stride()))
-        if self._memo is not None and self._memo[0] == tag:  # the same candidates again
-            return self._memo[1], self._memo[2]
         means, variances = [], []
         with torch.no_grad(), single_threaded():
             if self._chol_inv is None:
@@ -350,9 +361,7 @@ class GPModel:
         if not means:
             empty = torch.zeros(0, dtype=DTYPE)
             return empty, empty
-        mean, var = torch.cat(means), torch.cat(variances)
-        self._memo = (tag, mean, var)
-        return mean, var
+        return torch.cat(means), torch.cat(variances)
 
     def single_task_gp(self):
         """The equivalent BoTorch ``SingleTaskGP`` (eval mode, same hyperparameters), cached."""

@@ -12,22 +12,34 @@ import torch
 from workbench.errors import UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation, Proposal, Strategy
-from workbench.strategy.bo.acquisition import greedy_qlognehvi, greedy_qlognei, log_ei, reference_point
+from workbench.strategy.base import Observation, Proposal, Strategy, highest_fidelity
+from workbench.strategy.bo.acquisition import greedy_qlognehvi, greedy_qlognei, reference_point, top_log_ei
 from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout
 from workbench.strategy.bo.pool import Featurizer, FullPool, SampledPool
 from workbench.strategy.pareto import nondominated_sort, objective_matrix, parse_objectives
 
-TRANSFORMS = ("rank", "standardize")
+TRANSFORMS = ("power", "rank", "standardize")
 
 
 def transform_targets(y: np.ndarray, kind: str) -> np.ndarray:
-    """Targets for the GP: ``"standardize"`` (zero mean, unit variance) or ``"rank"`` (normal
-    scores of the ranks, ties averaged: a copula transform that ignores outliers' magnitude)."""
+    """Targets for the GP, with zero mean and unit variance.
+
+    * ``"standardize"``: affine only.
+    * ``"rank"``: normal scores of the ranks (ties averaged), a copula transform that ignores
+      how far outliers are.
+    * ``"power"``: a Yeo-Johnson transform of the standardised values with its exponent fitted
+      by maximum likelihood: accuracies skewed by a few degenerate architectures get their top
+      spread out and their low tail pulled in.
+    """
     y = np.asarray(y, dtype=np.float64)
     if len(y) == 0:
         return y
-    if kind == "rank":
+    if kind == "power" and len(y) >= 3 and y.std() > 1e-12:
+        from scipy.stats import yeojohnson
+
+        z, _ = yeojohnson((y - y.mean()) / y.std())
+        z = z - z.mean()
+    elif kind == "rank":
         from scipy.special import ndtri
         from scipy.stats import rankdata
 
@@ -127,7 +139,9 @@ class BayesianOptimization(Strategy):
     # -- data --------------------------------------------------------------------------------
 
     def _targets(self, observations: Sequence[Observation]) -> tuple[list[Observation], np.ndarray]:
-        """Usable observations and their maximised objectives `n x M`."""
+        """Usable observations and their maximised objectives `n x M` (under a multi-fidelity
+        scheduler: those of the highest fidelity with enough of them, as BOHB)."""
+        observations = highest_fidelity(observations, max(3, self.n_init))
         if not self.objectives:
             used = [o for o in observations if o.ok]
             return used, np.array([[float(o.value)] for o in used]).reshape(len(used), 1)
@@ -221,11 +235,11 @@ class BayesianOptimization(Strategy):
         seed = int(rng.integers(2**31 - 1))
         x_pend = torch.as_tensor(self._features(pending), dtype=DTYPE) if pending else None
         if len(models) == 1:
-            scores = log_ei(models[0], x_cand, float(ys[:, 0].max()))
+            best_f = float(ys[:, 0].max())
             if k == 1 and x_pend is None:
-                picks = [int(torch.argmax(scores))]
+                picks = [int(top_log_ei(models[0], x_cand, best_f, 1)[0][0])]
             else:
-                short = self._top(scores, max(self.shortlist, k))
+                short, _ = top_log_ei(models[0], x_cand, best_f, max(self.shortlist, k))
                 sub = greedy_qlognei(models[0], x_cand[short], k, x_pend, seed, self.mc_samples)
                 picks = [int(short[i]) for i in sub]
         else:
@@ -258,8 +272,8 @@ class BayesianOptimization(Strategy):
         picked: list[torch.Tensor] = []
         means = []
         for j, gp in enumerate(models):
-            picked.append(self._top(log_ei(gp, x_cand, float(ys[:, j].max())), per))
-            means.append(gp.predict(x_cand)[0])
+            picked.append(top_log_ei(gp, x_cand, float(ys[:, j].max()), per)[0])
+            means.append(gp.predict_mean(x_cand))
         mu = torch.stack(means, dim=-1)
         n_weights = 8
         for w in np.linspace(0.0, 1.0, n_weights) if m == 2 else np.eye(m):
