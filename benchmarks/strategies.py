@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--quick", action="store_true", help="3 seeds on cora and photo")
+    ap.add_argument("--deadline", type=float, default=None, help="stop after this many seconds; summarise what finished")
     args = ap.parse_args()
     datasets = args.datasets.split(",")
     if args.quick:
@@ -188,13 +189,28 @@ def main() -> None:
     order = {"bo": 0, "rl": 1, "tpe": 2, "evolution": 3, "random": 4}
     jobs.sort(key=lambda j: order.get(j[0], 5))
     t0 = time.perf_counter()
+    results: list[dict] = []
     if args.jobs > 1:
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            results = pool.starmap(run_one, jobs, chunksize=1)
+        pool = mp.get_context("spawn").Pool(args.jobs)
+        pending = [pool.apply_async(run_one, j) for j in jobs]
+        for res in pending:
+            left = None if args.deadline is None else args.deadline - (time.perf_counter() - t0)
+            if left is not None and left <= 0:
+                break
+            try:
+                results.append(res.get(timeout=left))
+            except mp.TimeoutError:
+                break
+        pool.terminate()
     else:
-        results = [run_one(*j) for j in jobs]
+        for j in jobs:
+            if args.deadline is not None and time.perf_counter() - t0 > args.deadline:
+                break
+            results.append(run_one(*j))
+    if len(results) < len(jobs):
+        print(f"deadline reached: {len(results)} of {len(jobs)} searches finished; summarising those", flush=True)
     wall = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
