@@ -160,3 +160,23 @@ def test_multi_objective_search_records_its_pareto_front(workdir, capsys):
         assert not any(b != a and b[0] >= a[0] and b[1] >= a[1] for b in pts)
     code, _, err = run(["search", "--task", "nbgraph-cora", "--objectives", "val_accuracy"], capsys)
     assert code == 2 and "at least two" in err
+
+
+@pytest.mark.parametrize("strategy", ["bo", "rl", "hillclimb"])
+def test_every_learning_strategy_runs_end_to_end_on_a_trained_task(workdir, capsys, strategy):
+    code, out, err = run(["search", "--task", "tiny.toml", "--strategy", strategy, "--budget", 3, "--json",
+                          "--store", "memory://"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n_trials"] == 3 and result["best"]["metrics"]["val_accuracy"] > 0.2
+
+
+def test_cell_search_runs_end_to_end_from_the_cli(workdir, capsys):
+    (workdir / "cell.toml").write_text(
+        'name = "tiny-cell"\n[dataset]\nloader = "digits"\n[space]\nkind = "cell"\nstages = 1\n'
+        'cells_per_stage = 1\nwidth = 8\n[training]\nepochs = 1\nbatch_size = 128\n'
+    )
+    code, out, err = run(["search", "--task", "cell.toml", "--strategy", "evolution", "--budget", 2, "--json",
+                          "--store", "memory://"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["best"]["genotype"]["space"] == "cell-v1"
