@@ -26,6 +26,7 @@ TAG_GENOTYPE = "nasw.genotype"  # genotype JSON when it fits in a tag (always in
 TAG_GENOTYPE_KEY = "nasw.genotype_key"
 TAG_PARENT_TRIAL = "nasw.parent_trial"
 TAG_REASON = "nasw.reason"
+TAG_FIDELITY = "nasw.fidelity"  # JSON: the fidelity a trial was measured at, with "full": true/false
 
 KIND_SEARCH = "search"
 KIND_TRIAL = "trial"
@@ -174,6 +175,24 @@ def meta_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
 def spec_json(spec: Mapping[str, Any] | None) -> str:
     """The spec as JSON text (values JSON cannot hold are written with ``str``)."""
     return json.dumps(dict(spec or {}), sort_keys=True, default=str)
+
+
+def fidelity_record(text: str | None) -> dict[str, Any]:
+    """A trial's ``nasw.fidelity`` tag as a dict (``{}`` when missing or unreadable)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def is_full_fidelity(text: str | None) -> bool:
+    """True for a trial measured at its task's full fidelity: no ``nasw.fidelity`` tag (recorded
+    before fidelities existed) or one whose ``full`` is true (not a lower rung, not stopped early)."""
+    record = fidelity_record(text)
+    return not record or bool(record.get("full", True))
 
 
 def is_number(value: float) -> bool:

@@ -109,9 +109,15 @@ class Metastore(ABC):
 
     @abstractmethod
     def histories(
-        self, space: str, metric: str, exclude_task: str | None = None
+        self, space: str, metric: str, exclude_task: str | None = None, *, full_fidelity_only: bool = True
     ) -> dict[str, TaskHistory]:
-        """Finished trials of every task in ``space``, keyed by task, for warm starts."""
+        """Finished trials of every task in ``space``, keyed by task, for warm starts.
+
+        ``full_fidelity_only`` (the default) leaves out trials measured at a lower fidelity (a
+        scheduler's lower rungs, trials stopped early: their ``nasw.fidelity`` tag says
+        ``"full": false``); with False they are kept and ``TaskHistory.fidelities`` tells them
+        apart.
+        """
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """Every ``(step, value)`` point logged for one metric of a trial (or a search, where the

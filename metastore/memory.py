@@ -283,29 +283,34 @@ class MemoryStore(Metastore):
             return self._trial_record(self._trial(trial_id))
 
     def histories(
-        self, space: str, metric: str, exclude_task: str | None = None
+        self, space: str, metric: str, exclude_task: str | None = None, *, full_fidelity_only: bool = True
     ) -> dict[str, TaskHistory]:
-        """Finished trials with a non-NaN ``metric`` of every search in ``space``, by task."""
+        """Finished trials with a non-NaN ``metric`` of every search in ``space``, by task
+        (only those at full fidelity unless ``full_fidelity_only`` is False)."""
         with self._state.lock:
             rows = sorted(
                 (s for s in self._state.searches.values() if s.space == space and s.task != exclude_task),
                 key=lambda s: s.seq,
             )
-            grouped: dict[str, tuple[list[str], list[float], dict[str, float], list[str]]] = {}
+            grouped: dict[str, tuple[list[str], list[float], dict[str, float], list[str], list[dict]]] = {}
             for search in rows:
-                genotypes, values, meta, ids = grouped.setdefault(search.task, ([], [], {}, []))
+                genotypes, values, meta, ids, fids = grouped.setdefault(search.task, ([], [], {}, [], []))
                 meta.update(search.meta_features)  # newest search wins
                 for trial_id in search.trial_ids:
                     trial = self._state.trials[trial_id]
                     value = trial.metrics.get(metric)
                     if trial.state != FINISHED or value is None or not c.is_number(value):
                         continue
+                    fidelity = trial.tags.get(c.TAG_FIDELITY)
+                    if full_fidelity_only and not c.is_full_fidelity(fidelity):
+                        continue
                     genotypes.append(trial.genotype_json)
                     values.append(value)
                     ids.append(trial_id)
+                    fids.append(c.fidelity_record(fidelity))
         return {
-            task: TaskHistory(task, g, np.asarray(v, dtype=np.float64), m, i)
-            for task, (g, v, m, i) in grouped.items()
+            task: TaskHistory(task, g, np.asarray(v, dtype=np.float64), m, i, f)
+            for task, (g, v, m, i, f) in grouped.items()
             if i
         }
 

@@ -43,7 +43,8 @@ database whose layout is not as expected, go through the MLflow client instead (
 Errors: unknown ids raise :class:`~workbench.errors.NotFound`; every other MLflow, database or
 connection failure becomes a one-line :class:`~workbench.errors.StoreError` (after a few retries
 with backoff when SQLite reports "database is locked"). A server that does not answer is retried
-by MLflow itself first (see ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``).
+by MLflow itself first, with nasw's defaults about 10 s in all (:data:`HTTP_DEFAULTS`; set
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``_BACKOFF_FACTOR`` / ``_TIMEOUT`` to change them).
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ _FIRST_BACKOFF_S = 0.1
 _PAGE = 50000  # MLflow's largest page for search_runs / search_experiments
 _MLFLOW_STATUS = {RUNNING: "RUNNING", FINISHED: "FINISHED", FAILED: "FAILED", c.KILLED: "KILLED"}
 _LOCKED = re.compile(r"database (table )?is locked", re.IGNORECASE)
+_UNREACHABLE = re.compile(
+    r"Max retries exceeded|NewConnectionError|Connection refused|ConnectTimeout|ReadTimeout|timed out|"
+    r"Name or service not known|nodename nor servname|No route to host|RemoteDisconnected",
+    re.IGNORECASE,
+)
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")  # what MLflow accepts as a run id
 
 
@@ -171,6 +177,27 @@ def quiet_mlflow(server: bool = False) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+#: MLflow's HTTP retry settings for nasw, unless the user set them: MLflow's own defaults (7
+#: retries, backoff factor 2, 120 s timeout) keep a command waiting about four minutes on a
+#: server that is down; these give up after about 10 s (0 + 2 + 4 s of backoff plus jitter).
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def http_defaults() -> dict[str, str]:
+    """Set :data:`HTTP_DEFAULTS` in the environment where the user has not; return what is in effect.
+
+    A server store that is down or unreachable then gives one clear :class:`StoreError` after
+    a few retries with backoff (about 10 s), not minutes; set the variables to wait longer.
+    """
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in HTTP_DEFAULTS}
+
+
 class MlflowStore(Metastore):
     """The metastore on an MLflow tracking store (SQLite file or ``mlflow server``).
 
@@ -205,6 +232,8 @@ class MlflowStore(Metastore):
         from mlflow.tracking import MlflowClient
 
         quiet_mlflow(server=self._db_path is None)  # after the import, which configures logging
+        if self._db_path is None:
+            http_defaults()
 
         with warnings.catch_warnings():
             # MLflow's SQLAlchemy models trigger deprecation warnings of SQLAlchemy when the
@@ -454,20 +483,22 @@ class MlflowStore(Metastore):
         return self._trial_record(self._trial_run(trial_id))
 
     def histories(
-        self, space: str, metric: str, exclude_task: str | None = None
+        self, space: str, metric: str, exclude_task: str | None = None, *, full_fidelity_only: bool = True
     ) -> dict[str, TaskHistory]:
         """Finished trials with a non-NaN ``metric`` of every search in ``space``, by task.
 
         Trials are ordered by search start, then trial number; a task's meta-features are
         those of its newest search that recorded them. SQLite stores are read directly with
         :mod:`sqlite3` (about 0.1 s for 10,000 trials); server stores through the client.
+        Trials whose ``nasw.fidelity`` tag says ``"full": false`` (lower rungs, stopped early)
+        are left out unless ``full_fidelity_only`` is False.
         """
         if self._db_path is not None:
             try:
-                return self._histories_sql(space, metric, exclude_task)
+                return self._histories_sql(space, metric, exclude_task, full_fidelity_only)
             except sqlite3.Error as exc:
                 _log.warning("reading %s directly failed (%s); using the MLflow client", self.uri, exc)
-        return self._histories_client(space, metric, exclude_task)
+        return self._histories_client(space, metric, exclude_task, full_fidelity_only)
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """Every ``(step, value)`` point of one metric of a trial or search, in step order.
@@ -510,6 +541,12 @@ class MlflowStore(Metastore):
                 time.sleep(delay)
                 delay *= 2
                 continue
+            if self._db_path is None and _UNREACHABLE.search(str(error)):
+                raise StoreError(
+                    f"cannot {what} in {self.uri}: the MLflow server does not answer "
+                    f"({_unreachable_why(str(error))}, gave up after "
+                    f"{os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', '?')} retries); is `mlflow server` running there?"
+                ) from error
             raise StoreError(f"cannot {what} in {self.uri}: {_one_line(error)}") from error
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -836,7 +873,9 @@ class MlflowStore(Metastore):
         runs = self._child_runs(self._experiment_of_search(search_id), search_id)
         return max((_number(r) for r in runs), default=-1)
 
-    def _histories_sql(self, space: str, metric: str, exclude_task: str | None) -> dict[str, TaskHistory]:
+    def _histories_sql(
+        self, space: str, metric: str, exclude_task: str | None, full_fidelity_only: bool = True
+    ) -> dict[str, TaskHistory]:
         con = self._connect_ro()
         try:
             searches = con.execute(_SQL_SEARCHES_IN_SPACE, (space,)).fetchall()
@@ -855,8 +894,10 @@ class MlflowStore(Metastore):
             if run_id in search_task:
                 meta_by_search.setdefault(run_id, {})[key] = value
         rows = []
-        for search_id, trial_id, number, genotype, value, is_nan, artifact_uri in trial_rows:
+        for search_id, trial_id, number, genotype, value, is_nan, artifact_uri, fidelity in trial_rows:
             if search_id not in search_task or is_nan:
+                continue
+            if full_fidelity_only and not c.is_full_fidelity(fidelity):
                 continue
             try:
                 n = int(number)
@@ -864,11 +905,14 @@ class MlflowStore(Metastore):
                 n = 0
             if genotype is None:
                 genotype = self._artifact_text_of(trial_id, artifact_uri, c.GENOTYPE_ARTIFACT) or ""
-            rows.append((search_order[search_id], n, search_task[search_id], trial_id, genotype, float(value)))
+            rows.append((search_order[search_id], n, search_task[search_id], trial_id, genotype, float(value),
+                         c.fidelity_record(fidelity)))
         rows.sort(key=lambda r: (r[0], r[1]))
         return _group(rows, search_task, search_order, meta_by_search)
 
-    def _histories_client(self, space: str, metric: str, exclude_task: str | None) -> dict[str, TaskHistory]:
+    def _histories_client(
+        self, space: str, metric: str, exclude_task: str | None, full_fidelity_only: bool = True
+    ) -> dict[str, TaskHistory]:
         experiment_ids = self._experiment_ids()
         if not experiment_ids:
             return {}
@@ -896,10 +940,14 @@ class MlflowStore(Metastore):
                 value = trial.data.metrics.get(metric)
                 if value is None or not c.is_number(value):
                     continue
+                fidelity = trial.data.tags.get(c.TAG_FIDELITY)
+                if full_fidelity_only and not c.is_full_fidelity(fidelity):
+                    continue
                 genotype = trial.data.tags.get(c.TAG_GENOTYPE)
                 if genotype is None:
                     genotype = self._artifact_text(trial, c.GENOTYPE_ARTIFACT) or ""
-                rows.append((search_order[search_id], _number(trial), task, trial.info.run_id, genotype, value))
+                rows.append((search_order[search_id], _number(trial), task, trial.info.run_id, genotype, value,
+                             c.fidelity_record(fidelity)))
         rows.sort(key=lambda r: (r[0], r[1]))
         return _group(rows, search_task, search_order, meta_by_search)
 
@@ -925,7 +973,7 @@ WITH searches AS (
     JOIN tags s ON s.key = '{c.TAG_SPACE}' AND s.run_uuid = k.run_uuid AND s.value = ?
     WHERE k.key = '{c.TAG_KIND}' AND k.value = '{c.KIND_SEARCH}'
 )
-SELECT p.value, p.run_uuid, n.value, g.value, m.value, m.is_nan, r.artifact_uri
+SELECT p.value, p.run_uuid, n.value, g.value, m.value, m.is_nan, r.artifact_uri, f.value
 FROM tags p
 JOIN searches ON searches.id = p.value
 JOIN runs r ON r.run_uuid = p.run_uuid AND r.lifecycle_stage = 'active'
@@ -934,6 +982,7 @@ JOIN tags st ON st.key = '{c.TAG_STATE}' AND st.run_uuid = p.run_uuid AND st.val
 JOIN latest_metrics m ON m.key = ? AND m.run_uuid = p.run_uuid
 LEFT JOIN tags n ON n.key = '{c.TAG_NUMBER}' AND n.run_uuid = p.run_uuid
 LEFT JOIN tags g ON g.key = '{c.TAG_GENOTYPE}' AND g.run_uuid = p.run_uuid
+LEFT JOIN tags f ON f.key = '{c.TAG_FIDELITY}' AND f.run_uuid = p.run_uuid
 WHERE p.key = '{PARENT_RUN_TAG}'
 """
 
@@ -963,18 +1012,19 @@ WHERE p.key = '{PARENT_RUN_TAG}' AND p.value = ?
 
 
 def _group(
-    rows: list[tuple[tuple[int, str], int, str, str, str, float]],
+    rows: list[tuple[tuple[int, str], int, str, str, str, float, dict[str, Any]]],
     search_task: Mapping[str, str],
     search_order: Mapping[str, tuple[int, str]],
     meta_by_search: Mapping[str, Mapping[str, str]],
 ) -> dict[str, TaskHistory]:
-    """Sorted ``(order, number, task, trial id, genotype, value)`` rows into task histories."""
-    grouped: dict[str, tuple[list[str], list[float], list[str]]] = {}
-    for _, _, task, trial_id, genotype, value in rows:
-        genotypes, values, ids = grouped.setdefault(task, ([], [], []))
+    """Sorted ``(order, number, task, trial id, genotype, value, fidelity)`` rows into task histories."""
+    grouped: dict[str, tuple[list[str], list[float], list[str], list[dict[str, Any]]]] = {}
+    for _, _, task, trial_id, genotype, value, fidelity in rows:
+        genotypes, values, ids, fids = grouped.setdefault(task, ([], [], [], []))
         genotypes.append(genotype)
         values.append(value)
         ids.append(trial_id)
+        fids.append(fidelity)
     meta: dict[str, dict[str, float]] = {}
     for search_id in sorted(search_task, key=lambda s: search_order[s]):  # newest search wins
         meta.setdefault(search_task[search_id], {}).update(c.meta_from_tags(meta_by_search.get(search_id, {})))
@@ -985,8 +1035,9 @@ def _group(
             values=np.asarray(values, dtype=np.float64),
             meta_features=meta.get(task, {}),
             trial_ids=ids,
+            fidelities=fids,
         )
-        for task, (genotypes, values, ids) in grouped.items()
+        for task, (genotypes, values, ids, fids) in grouped.items()
     }
 
 
@@ -1007,6 +1058,24 @@ def _local_folder(artifact_uri: str | None) -> str | None:
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
         return artifact_uri
     return None
+
+
+def _unreachable_why(text: str) -> str:
+    """A few words on why a server did not answer, from a requests/urllib3 error message."""
+    lowered = text.lower()
+    for needle, why in (
+        ("connection refused", "connection refused"),
+        ("failed to establish", "connection refused"),
+        ("name or service not known", "unknown host"),
+        ("nodename nor servname", "unknown host"),
+        ("no route to host", "no route to host"),
+        ("timed out", "timed out"),
+        ("timeout", "timed out"),
+        ("remotedisconnected", "the server closed the connection"),
+    ):
+        if needle in lowered:
+            return why
+    return "no connection"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -93,6 +93,9 @@ class TaskHistory:
         values: `n` objective values (float64).
         meta_features: The task's meta-features as recorded on its searches.
         trial_ids: `n` trial ids.
+        fidelities: `n` fidelity records (the ``nasw.fidelity`` tag as a dict: ``epochs``,
+            ``data_fraction``, ``resolution``, ``width_mult``, ``full``, ...; ``{}`` for trials
+            recorded without one, i.e. at full fidelity).
     """
 
     task: str
@@ -100,3 +103,4 @@ class TaskHistory:
     values: np.ndarray
     meta_features: dict[str, float] = field(default_factory=dict)
     trial_ids: list[str] = field(default_factory=list)
+    fidelities: list[dict[str, Any]] = field(default_factory=list)

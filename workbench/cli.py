@@ -172,12 +172,26 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
 @click.option("--executor", type=click.Choice(["inprocess", "pool", "ray"]), default="inprocess", show_default=True,
               help="Where trials run: this process, a local process pool, or Ray (pool is used for inprocess with --workers > 1).")
 @click.option("--address", default=None, help="Ray cluster address (HOST:PORT); default: a local Ray instance.")
+@click.option("--scheduler", type=click.Choice(["sh", "hyperband", "asha"]), default=None,
+              help="Multi-fidelity schedule over the task's [fidelity] table (successive halving, Hyperband, "
+                   "asynchronous SH); --budget then counts full-fidelity-equivalent trainings.")
+@click.option("--scheduler-option", "scheduler_options", multiple=True, metavar="KEY=VALUE",
+              help="Scheduler option, e.g. eta=3, n_configs=9, promote=retrain (repeatable).")
+@click.option("--stop-early", "stop_early", type=click.Choice(["lc"]), default=None,
+              help="Stop trials whose extrapolated learning curve is unlikely (P < 5%) to beat the incumbent.")
+@click.option("--stop-option", "stop_options", multiple=True, metavar="KEY=VALUE",
+              help="Early-stopping option: threshold=0.05, min_epochs=4, every=1 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
 def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str | None, device: str | None,
                options: Sequence[str], warm_start: str, objectives: str | None, workers: int, executor: str,
-               address: str | None, quiet: bool, json_out: bool) -> None:
-    """Run a new search on a task and record it in the metastore."""
+               address: str | None, scheduler: str | None, scheduler_options: Sequence[str],
+               stop_early: str | None, stop_options: Sequence[str], quiet: bool, json_out: bool) -> None:
+    """Run a new search on a task and record it in the metastore.
+
+    With --scheduler, --budget is the number of full-fidelity-equivalent trainings (training
+    compute), not of trials.
+    """
     from workbench.loop import new_search
     from workbench.strategy.registry import strategy_names
     from workbench.task import load_task
@@ -200,7 +214,9 @@ def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str
     st = _store(store)
     search = new_search(st, task, strategy, budget, seed, strategy_options=opts, progress=progress, device=device,
                         executor=executor, workers=workers, address=address, warm_start=warm_start,
-                        echo=progress.console.print)
+                        echo=progress.console.print, scheduler=scheduler,
+                        scheduler_options=_parse_options(scheduler_options), stop_early=stop_early,
+                        stop_options=_parse_options(stop_options))
     _run(search, progress, json_out)
 
 

@@ -401,6 +401,8 @@ class Search:
         )
         self._fidelity_records[trial_id] = record
         self.progress.trial_started(number, g)
+        if decision is None and fid is not None and self._is_default_training(fid):
+            fid = None  # the evaluator's own settings (a joint genotype's epochs stay its own)
         job_fidelity = json.dumps(record, sort_keys=True) if fid is not None and self._fidelity_ok else ""
         stop = self._stop_rule_json(g, fid, record, trial_id)
         return TrialJob(
@@ -482,7 +484,13 @@ class Search:
             return decision.fidelity, decision.record(fs)
         if fs is not None:
             return fs.high, fs.high.record(full=True, cost=1.0, level=1.0)
-        return None, Fidelity().record(full=True, cost=1.0)
+        return None, Fidelity().record(full=True, cost=1.0, level=1.0)
+
+    def _is_default_training(self, fid: Any) -> bool:
+        """True when ``fid`` trains exactly as the evaluator does without a fidelity."""
+        epochs = getattr(getattr(self.evaluator, "config", None), "epochs", None)
+        return (fid.data_fraction, fid.resolution, fid.width_mult, fid.start_epoch) == (1.0, 1.0, 1.0, 0) and (
+            fid.epochs is None or fid.epochs == epochs)
 
     def _live_tags(self, outcome: TrialOutcome) -> dict[str, str]:
         """The tags of a just-finished trial as the store now holds them (fidelity, stop)."""

@@ -37,6 +37,10 @@ class TrialJob:
         objective: Metric that must come back finite.
         parent_trial: Trial whose weights the child inherits, if any.
         morphisms: JSON list of morphism steps from the parent's genotype to this one.
+        fidelity: JSON of the :class:`~workbench.evaluate.fidelity.Fidelity` to evaluate at
+            ("": the evaluator's full fidelity).
+        stop_early: JSON of an early-stopping rule
+            (:class:`~workbench.evaluate.curves.LCStopRule`; "": none).
     """
 
     search_id: str
@@ -47,11 +51,17 @@ class TrialJob:
     objective: str
     parent_trial: str | None = None
     morphisms: str = "[]"
+    fidelity: str = ""
+    stop_early: str = ""
 
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """What a trial ended with (the store already holds the same)."""
+    """What a trial ended with (the store already holds the same).
+
+    ``curve`` is the objective per epoch (when the evaluator reports it); ``stopped`` names the
+    rule that stopped the trial early (``"lc"``), if one did.
+    """
 
     trial_id: str
     number: int
@@ -59,6 +69,8 @@ class TrialOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     seconds: float = 0.0
+    curve: tuple[float, ...] = ()
+    stopped: str | None = None
 
 
 def heartbeat_value() -> str:
@@ -130,6 +142,9 @@ def execute_trial(
     except StoreError:
         pass
     last_beat = [time.monotonic()]
+    values: list[float] = []
+    last_point: dict[str, float] = {}
+    rule = _stop_rule(job)
 
     def epoch_cb(epoch: int, metrics: Mapping[str, float]) -> None:
         store.log_metrics(job.trial_id, metrics, step=epoch)
@@ -138,6 +153,16 @@ def execute_trial(
             store.set_tags(job.trial_id, {HEARTBEAT_TAG: heartbeat_value()})
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+        last_point.clear()
+        last_point.update(metrics)
+        if job.objective in metrics:
+            values.append(float(metrics[job.objective]))
+            if rule is not None:
+                decision = rule.check(values)
+                if decision.stop:
+                    from workbench.evaluate.base import StopTraining
+
+                    raise StopTraining("lc", decision.reason, decision.details())
 
     def fail(reason: str) -> TrialOutcome:
         store.finish_trial(job.trial_id, state="failed", reason=reason)
@@ -147,7 +172,12 @@ def execute_trial(
         g = Genotype.from_json(job.genotype_json)
         space.validate(g)
         init_state, notes = (inherit or default_inherit)(store, job, g, evaluator) if space.trainable else (None, {})
-        result = evaluator.evaluate(g, seed=job.seed, init_state=init_state, on_epoch=epoch_cb)
+        extra = {}
+        if job.fidelity:
+            from workbench.evaluate.fidelity import Fidelity
+
+            extra["fidelity"] = Fidelity.from_json(job.fidelity)
+        result = evaluator.evaluate(g, seed=job.seed, init_state=init_state, on_epoch=epoch_cb, **extra)
         value = result.metrics.get(job.objective)
         if value is None or not math.isfinite(value):
             raise TrialFailed(f"objective {job.objective!r} missing or not finite")
@@ -161,8 +191,16 @@ def execute_trial(
     except StoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - a crashing trial (OOM, a user's loader) ends failed
-        return fail(_reason(exc))
+        from workbench.evaluate.base import EvalResult, StopTraining
+
+        if not isinstance(exc, StopTraining) or job.objective not in last_point:
+            return fail(_reason(exc))
+        # an evaluator that does not end training itself: finish with the last epoch's metrics
+        result = EvalResult(metrics=dict(last_point), stopped=exc)
     notes = {**notes, **result.notes}
+    stop = result.stopped
+    if stop is not None:
+        _record_stop(store, job, stop, len(values))
     if save_weights and result.state_dict is not None and space.trainable:
         try:
             store.save_weights(job.trial_id, result.state_dict)
@@ -171,8 +209,45 @@ def execute_trial(
     if notes:
         store.set_tags(job.trial_id, {f"nasw.note.{k}": str(v)[:5000] for k, v in notes.items()})
     metrics = {k: float(v) for k, v in result.metrics.items()}
+    if stop is not None:
+        metrics.update({k: float(v) for k, v in stop.details.items()})
     store.finish_trial(job.trial_id, state="finished", metrics=metrics)
-    return TrialOutcome(job.trial_id, job.number, "finished", metrics, seconds=time.perf_counter() - start)
+    return TrialOutcome(
+        job.trial_id, job.number, "finished", metrics, seconds=time.perf_counter() - start, curve=tuple(values),
+        stopped=None if stop is None else stop.rule,
+    )
+
+
+def _stop_rule(job: TrialJob) -> Any:
+    """The job's early-stopping rule, or None."""
+    if not job.stop_early:
+        return None
+    from workbench.evaluate.curves import LCStopRule
+
+    return LCStopRule.from_json(job.stop_early)
+
+
+STOPPED_TAG = "nasw.stopped_early"
+
+
+def _record_stop(store: Metastore, job: TrialJob, stop: Any, epochs: int) -> None:
+    """Tags of a trial stopped early: the rule, its reason and numbers, and its fidelity as
+    trained (the epochs it got; not full, so warm-start histories leave it out)."""
+    from workbench.evaluate.fidelity import FIDELITY_TAG, parse_record, stopped_record
+
+    rule = _stop_rule(job)
+    planned = parse_record(job.fidelity)
+    record = stopped_record(planned, max(1, epochs), getattr(rule, "target_epoch", None), stop.rule)
+    tags = {
+        STOPPED_TAG: stop.rule,
+        FIDELITY_TAG: json.dumps(record, sort_keys=True),
+        f"nasw.{stop.rule}.decision": stop.reason[:5000],
+        f"nasw.{stop.rule}.details": json.dumps(stop.details, sort_keys=True),
+    }
+    try:
+        store.set_tags(job.trial_id, tags)
+    except StoreError:
+        pass
 
 
 def morphisms_json(steps: Any) -> str:

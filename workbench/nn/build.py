@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from workbench.errors import InvalidGenotype
 from workbench.space.genotype import Genotype
+
+#: Default limit on the parameters of one network (override with ``$NASW_MAX_PARAMS``).
+MAX_PARAMS = 1_000_000_000
+MAX_PARAMS_ENV = "NASW_MAX_PARAMS"
 
 # versioned space name -> "module:function(genotype, input_shape, n_classes) -> nn.Module"
 _BUILDERS: dict[str, str] = {
@@ -21,13 +27,16 @@ def register_builder(space_name: str, target: str) -> None:
     _BUILDERS[space_name] = target
 
 
-def build_model(genotype: Genotype, input_shape: Sequence[int], n_classes: int):
+def build_model(genotype: Genotype, input_shape: Sequence[int], n_classes: int, *, width_mult: float = 1.0):
     """The network of ``genotype`` for inputs `C x L` (1-D) or `C x H x W` (2-D).
 
     Args:
         genotype: A genotype of a trainable space.
         input_shape: Shape of one example, without the batch dimension.
         n_classes: Width of the classifier output (logits).
+        width_mult: Multiplier of every conv / dense width (a low-fidelity network is thinner);
+            widths are rounded and at least 1. Builders registered without a ``width_mult``
+            keyword only build at 1.0.
 
     Returns:
         A ``torch.nn.Module`` mapping `batch x *input_shape` to `batch x n_classes` logits.
@@ -42,4 +51,62 @@ def build_model(genotype: Genotype, input_shape: Sequence[int], n_classes: int):
     if target is None:
         raise InvalidGenotype(f"space {space!r} has no network builder (is it a tabular space?)")
     module, fn = target.split(":")
-    return getattr(importlib.import_module(module), fn)(genotype, tuple(input_shape), int(n_classes))
+    builder = getattr(importlib.import_module(module), fn)
+    if float(width_mult) != 1.0:
+        builder = _with_width(builder, space, float(width_mult))
+    check_size(builder, genotype, tuple(input_shape), int(n_classes))
+    return builder(genotype, tuple(input_shape), int(n_classes))
+
+
+def _with_width(builder: Callable[..., Any], space: str, width_mult: float) -> Callable[..., Any]:
+    """``builder`` with its ``width_mult`` keyword bound (low fidelities: thinner networks)."""
+    import functools
+    import inspect
+
+    if not width_mult > 0:
+        raise InvalidGenotype(f"width_mult must be positive, got {width_mult!r}")
+    if "width_mult" not in inspect.signature(builder).parameters:
+        raise InvalidGenotype(f"the builder of space {space!r} does not support width_mult={width_mult:g}")
+    return functools.partial(builder, width_mult=width_mult)
+
+
+def scaled_width(width: int, width_mult: float = 1.0) -> int:
+    """``width`` times ``width_mult``, rounded, at least 1 (``width`` itself at 1.0)."""
+    return int(width) if width_mult == 1.0 else max(1, int(round(int(width) * float(width_mult))))
+
+
+def max_params() -> int:
+    """Most parameters a network may have: ``$NASW_MAX_PARAMS`` or :data:`MAX_PARAMS`."""
+    try:
+        return int(float(os.environ.get(MAX_PARAMS_ENV) or MAX_PARAMS))
+    except ValueError:
+        return MAX_PARAMS
+
+
+def check_size(builder: Callable[..., Any], genotype: Genotype, input_shape: tuple[int, ...], n_classes: int) -> None:
+    """Refuse a network too large to build, before any memory is allocated for it.
+
+    The builder runs once on PyTorch's ``meta`` device (shapes only, no storage, the global
+    random state untouched) and the parameters are counted. A genotype read back from a shared
+    store (or a space whose settings someone planted) with absurd widths is thereby never
+    allocated. A builder that cannot run on the meta device is not checked.
+
+    Raises:
+        InvalidGenotype: The network would have more than :func:`max_params` parameters.
+    """
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            net = builder(genotype, input_shape, n_classes)
+        n = sum(p.numel() for p in net.parameters())
+    except InvalidGenotype:
+        raise
+    except Exception:  # noqa: BLE001 - the real build reports its own error
+        return
+    limit = max_params()
+    if n > limit:
+        raise InvalidGenotype(
+            f"the network of this genotype would have {n:,} parameters, over the limit of {limit:,} "
+            f"(${MAX_PARAMS_ENV}); it is not built"
+        )

@@ -107,19 +107,24 @@ class CellNet(nn.Module):
         return self.head(self.pool(self.last(self.body(self.stem(x)))))
 
 
-def build_cell(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int) -> CellNet:
+def build_cell(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int, width_mult: float = 1.0) -> CellNet:
     """Build the network of a ``cell-v1`` genotype.
 
     Args:
         genotype: A ``cell-v1`` genotype; its ``macro`` gives the skeleton.
         input_shape: One example's shape, `C x L` or `C x H x W`.
         n_classes: Number of output logits.
+        width_mult: Multiplier of the stem width (rounded, at least 1; low fidelities).
 
     Returns:
         A module mapping `batch x *input_shape` to `batch x n_classes`.
     """
+    from workbench.nn.build import scaled_width
+
     dims = spatial_dims(input_shape)
     if not isinstance(n_classes, numbers.Integral) or n_classes < 1:
         raise UserError(f"n_classes must be a positive integer; got {n_classes!r}")
     ops, macro = read_cell(genotype)
+    if width_mult != 1.0:
+        macro = {**macro, "width": scaled_width(macro["width"], width_mult)}
     return CellNet(ops, macro, int(input_shape[0]), dims, int(n_classes))

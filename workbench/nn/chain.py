@@ -58,8 +58,12 @@ class ChainNet(nn.Module):
         return self.classifier(self.flat(self.features(x)))
 
 
-def build_chain(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int) -> ChainNet:
-    """Build the network of a ``chain-v1`` genotype for `C x L` or `C x H x W` inputs."""
+def build_chain(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int, width_mult: float = 1.0) -> ChainNet:
+    """Build the network of a ``chain-v1`` genotype for `C x L` or `C x H x W` inputs.
+
+    ``width_mult`` scales every conv and dense width (rounded, at least 1; low fidelities).
+    """
+    from workbench.nn.build import scaled_width
     dims = len(input_shape) - 1
     if dims not in (1, 2):
         raise ValueError(f"input shape must be C x L or C x H x W, got {input_shape}")
@@ -71,8 +75,9 @@ def build_chain(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int
         op = layer["op"]
         slots.append(("features", len(features)) if op != "dense" else None)
         if op in ("conv", "sepconv"):
-            features.append(conv_block(op, dims, channels, layer["width"], layer["kernel"], layer["act"]))
-            channels = layer["width"]
+            width = scaled_width(layer["width"], width_mult)
+            features.append(conv_block(op, dims, channels, width, layer["kernel"], layer["act"]))
+            channels = width
         elif op in ("maxpool", "avgpool"):
             if min(size) >= 2:
                 pool = {
@@ -101,7 +106,8 @@ def build_chain(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int
     dense_at = [i for i, layer in enumerate(genotype.value["layers"]) if layer["op"] == "dense"]
     for i, layer in zip(dense_at, dense_specs):
         slots[i] = ("classifier", len(head))
-        head += [nn.Linear(width, layer["width"]), activation(layer["act"])]
-        width = layer["width"]
+        out = scaled_width(layer["width"], width_mult)
+        head += [nn.Linear(width, out), activation(layer["act"])]
+        width = out
     head.append(nn.Linear(width, n_classes))
     return ChainNet(nn.Sequential(*features), nn.Sequential(*flat), nn.Sequential(*head), tuple(slots))

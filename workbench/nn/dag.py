@@ -119,19 +119,22 @@ class DagNet(nn.Module):
         return self.head(self.pool(values[self.n_nodes]))
 
 
-def build_dag(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int) -> DagNet:
+def build_dag(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int, width_mult: float = 1.0) -> DagNet:
     """Build the network of a ``dag-v1`` genotype.
 
     Args:
         genotype: A ``dag-v1`` genotype; its ``macro`` gives the width (default 16).
         input_shape: One example's shape, `C x L` or `C x H x W`.
         n_classes: Number of output logits.
+        width_mult: Multiplier of the width (rounded, at least 1; low fidelities).
 
     Returns:
         A module mapping `batch x *input_shape` to `batch x n_classes`.
     """
+    from workbench.nn.build import scaled_width
+
     dims = spatial_dims(input_shape)
     if not isinstance(n_classes, numbers.Integral) or n_classes < 1:
         raise UserError(f"n_classes must be a positive integer; got {n_classes!r}")
     nodes, macro = read_dag(genotype)
-    return DagNet(nodes, int(input_shape[0]), dims, macro["width"], int(n_classes))
+    return DagNet(nodes, int(input_shape[0]), dims, scaled_width(macro["width"], width_mult), int(n_classes))

@@ -14,7 +14,7 @@ from workbench.space.base import SearchSpace
 from workbench.space.edits import MorphismStep
 from workbench.space.genotype import Genotype
 
-__all__ = ["MorphismStep", "Observation", "Proposal", "Strategy"]
+__all__ = ["MorphismStep", "Observation", "Proposal", "Strategy", "fidelity_level", "highest_fidelity"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,29 @@ class Observation:
     def ok(self) -> bool:
         """True when the trial succeeded with a finite objective."""
         return self.value is not None and math.isfinite(self.value)
+
+
+def fidelity_level(obs: Observation) -> float:
+    """The fidelity level of an observation: its recorded ``level`` (the relative training cost
+    of its rung), 1.0 (full) when it has none."""
+    try:
+        return float(obs.fidelity.get("level", 1.0))
+    except (TypeError, ValueError, AttributeError):
+        return 1.0
+
+
+def highest_fidelity(observations: Sequence[Observation], min_count: int = 3) -> list[Observation]:
+    """The observations of the highest fidelity level that has at least ``min_count`` successes
+    (BOHB's rule for its model), or all of them when every level has fewer or only one level
+    exists. Multi-fidelity searches mix rungs whose values are not comparable."""
+    levels = sorted({fidelity_level(o) for o in observations}, reverse=True)
+    if len(levels) <= 1:
+        return list(observations)
+    for level in levels:
+        same = [o for o in observations if fidelity_level(o) == level]
+        if sum(1 for o in same if o.ok) >= min_count:
+            return same
+    return list(observations)
 
 
 class Strategy(ABC):
