@@ -46,13 +46,22 @@ def test_children_of_the_incumbent_through_morphisms(space):
         space.validate(p.genotype)
 
 
-def test_parent_is_the_incumbent_when_proposed():
+def test_parent_is_the_incumbent_unless_it_cannot_grow():
+    from workbench.space.morphs import random_morphisms
+
     space = ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32])
-    s = HillClimb(space, seed=1)
-    for i in range(10):
+    s = HillClimb(space, seed=1, parents=2)
+    for i in range(16):
         (p,) = s.ask(1)
         if p.parent_trial is not None:
-            assert p.parent_trial == s.incumbent.trial_id
+            ranked = sorted(s.successes, key=lambda o: o.value, reverse=True)
+            assert p.parent_trial in [o.trial_id for o in ranked[:2]]
+            if p.parent_trial != s.incumbent.trial_id:
+                rng = np.random.default_rng(0)
+                assert all(
+                    (r := random_morphisms(s.incumbent.genotype, rng, 1, space=space)) is None or not s.is_new(r[0], set())
+                    for _ in range(20)
+                )
         s.tell([Observation(p.genotype, score(p.genotype), trial_id=f"t{i}")])
 
 

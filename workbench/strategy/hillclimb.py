@@ -15,13 +15,16 @@ from workbench.strategy.base import Observation, Proposal, Strategy
 
 
 def size_of(g: Genotype) -> tuple[int, int]:
-    """A size proxy for choosing a small start network: (layers or nodes and widths, spec length)."""
+    """A size proxy for choosing a small start network: (total width + 8 per layer or node, spec length).
+
+    Narrow, shallow networks come first, so widening and deepening have room to grow them.
+    """
     spec = g.value
     parts = []
     if isinstance(spec, dict):
         parts = spec.get("layers") or spec.get("nodes") or []
     width = sum(int(x.get("width", 0)) for x in parts if isinstance(x, dict))
-    return len(parts) * 10_000 + width, len(g.spec)
+    return width + 8 * len(parts), len(g.spec)
 
 
 class HillClimb(Strategy):
@@ -31,7 +34,7 @@ class HillClimb(Strategy):
     a ``prior`` genotype, or ``start_genotype``), trained from scratch. Every later proposal is
     a child of the incumbent (the best successful trial so far) through 1..``max_steps``
     random function-preserving morphism steps (deepen, widen, skip, enlarge a kernel), and names
-    the incumbent's trial as ``parent_trial``: the loop replays the steps on the parent's
+    the parent's trial as ``parent_trial``: the loop replays the steps on the parent's
     weights and only fine-tunes the child (``[training] finetune_epochs``, cosine-annealed).
     Children are compared with their parent by the objective, so the incumbent moves up hill.
 
@@ -50,6 +53,9 @@ class HillClimb(Strategy):
         prior: Genotypes to evaluate first (warm start); the best becomes the incumbent.
         start_genotype: A genotype (JSON) to start from, e.g. one trained on another task ...
         start_trial: ... and the trial whose weights it inherits (from any task in the store).
+        parents: When the incumbent has no new morphism child (its layers, widths and kernels
+            are at the space's limits), the next best of the ``parents`` best trials is grown
+            instead; only when none of them can grow is the incumbent mutated.
     """
 
     name = "hillclimb"
@@ -59,17 +65,19 @@ class HillClimb(Strategy):
         space: SearchSpace,
         seed: int = 0,
         max_steps: int = 3,
-        start_samples: int = 32,
+        start_samples: int = 64,
         ops: Sequence[str] | None = None,
         input_shape: Sequence[int] | None = None,
         prior: Sequence[Genotype] = (),
         start_genotype: str | None = None,
         start_trial: str | None = None,
+        parents: int = 3,
     ) -> None:
         super().__init__(space, seed)
         if int(max_steps) < 1 or int(start_samples) < 1:
             raise UserError(f"hillclimb needs max_steps >= 1 and start_samples >= 1; got {max_steps}, {start_samples}")
         self.max_steps = int(max_steps)
+        self.parents = max(1, int(parents))
         self.start_samples = int(start_samples)
         self.ops = None if ops is None else tuple(str(o) for o in ops)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
@@ -100,10 +108,14 @@ class HillClimb(Strategy):
         queued = [g for g in self.prior if self.is_new(g, taken)]
         if queued:
             return Proposal(queued[0])
-        parent = self.incumbent
-        if parent is None:
+        ranked = sorted(self.successes, key=lambda o: o.value, reverse=True)  # stable: ties keep tell order
+        if not ranked:
             return Proposal(self._small_start(rng, taken))
-        return self._child(parent, rng, taken)
+        for parent in ranked[: self.parents]:
+            child = self._morphed(parent, rng, taken)
+            if child is not None:
+                return child
+        return self._mutant(ranked[0], rng, taken)
 
     def _small_start(self, rng: np.random.Generator, taken: set[str]) -> Genotype:
         """The smallest of ``start_samples`` samples, preferring those that can grow by morphisms
@@ -119,7 +131,8 @@ class HillClimb(Strategy):
 
         return min(new, key=rank)
 
-    def _child(self, parent: Observation, rng: np.random.Generator, taken: set[str]) -> Proposal:
+    def _morphed(self, parent: Observation, rng: np.random.Generator, taken: set[str]) -> Proposal | None:
+        """A new child of ``parent`` through random morphism steps, or None when it has none."""
         for _ in range(12):
             n = int(rng.integers(1, self.max_steps + 1))
             found = random_morphisms(
@@ -132,6 +145,10 @@ class HillClimb(Strategy):
                 if parent.trial_id is None:
                     return Proposal(g)
                 return Proposal(g, parent_trial=parent.trial_id, morphisms=steps)
+        return None
+
+    def _mutant(self, parent: Observation, rng: np.random.Generator, taken: set[str]) -> Proposal:
+        """A mutation of ``parent`` (trained from scratch), else a fresh sample."""
         child = parent.genotype
         for _ in range(50):
             child = self.space.mutate(child if rng.random() < 0.5 else parent.genotype, rng)
