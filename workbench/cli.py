@@ -158,7 +158,8 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
 @click.option("--task", "task_name", required=True, help="Task name from tasks/ or a path to a task .toml file.")
 @click.option("--strategy", default="evolution", show_default=True, help="Search strategy (random, evolution, ...).")
 @click.option("--budget", type=click.IntRange(min=1), default=20, show_default=True, help="Number of trials.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the strategy and of every trial.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the strategy and of every trial (a non-negative integer).")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--device", default=None, help="Training device: cuda or cpu (default: cuda when available).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option, e.g. population=20 (repeatable).")
@@ -569,6 +570,11 @@ def report_cmd(search_id: str, store: str | None, out: str | None) -> None:
     click.echo(f"wrote {path} (also attached to the search's MLflow run as report/report.html)")
 
 
+def _error_line(message: object) -> str:
+    """``error: MESSAGE`` on one line, whatever line breaks the message (or user input in it) holds."""
+    return "error: " + " ".join(str(message).splitlines()).strip()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: one clear line and exit code 2 for bad input, never a traceback.
 
@@ -587,16 +593,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except click.UsageError as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(_error_line(exc.format_message()), err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(_error_line(exc.format_message()), err=True)
         sys.exit(exc.exit_code)
     except (UserError, StoreError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(_error_line(exc), err=True)
         sys.exit(2)
     except NaswError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(_error_line(exc), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -606,8 +612,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         click.echo(
-            f"error: internal error: {type(exc).__name__}{': ' + text if text else ''} "
-            f"(please report it; set {DEBUG_ENV}=1 for the traceback)",
+            _error_line(f"internal error: {type(exc).__name__}{': ' + text if text else ''} "
+                        f"(please report it; set {DEBUG_ENV}=1 for the traceback)"),
             err=True,
         )
         sys.exit(1)

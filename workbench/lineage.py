@@ -77,7 +77,17 @@ def children(store: Metastore, rec: TrialRecord) -> list[TrialRecord]:
 
 
 def describe(genotype_json: str, limit: int = 90) -> str:
-    """A one-line summary of a chain or DAG genotype (other spaces: compact JSON)."""
+    """A one-line summary of a chain or DAG genotype (other spaces: compact JSON).
+
+    A malformed genotype read back from a store shows as its (cut) text, never an error.
+    """
+    try:
+        return _describe(genotype_json, limit)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return str(genotype_json)[:limit]
+
+
+def _describe(genotype_json: str, limit: int) -> str:
     import json
 
     try:

@@ -368,11 +368,18 @@ class Search:
                 except StoreError:
                     pass
             raise
+        except BaseException:
+            state = "failed"  # the store failed, or a bug: finished trials are kept; `nasw resume` continues
+            raise
         finally:
             if executor is not self.executor:
                 executor.shutdown()
             summary = self.summary()
-            self.store.finish_search(self.search_id, state=state, summary=summary)
+            try:
+                self.store.finish_search(self.search_id, state=state, summary=summary)
+            except StoreError:
+                if state == "finished":
+                    raise  # otherwise the error on its way out already says what went wrong
             if state == "finished":
                 self._plot()
         return SearchResult(self.search_id, len(self.records), self.n_failed, self.best_record(), summary)

@@ -342,7 +342,7 @@ def short_genotype(text: str, limit: int = 100) -> str:
     try:
         doc = json.loads(text)
         spec = doc.get("spec", doc) if isinstance(doc, dict) else doc
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):
         return text[:limit]
     if isinstance(spec, dict) and isinstance(spec.get("arch"), dict):
         spec = spec["arch"].get("spec", spec["arch"])
@@ -411,7 +411,7 @@ def render_html(summary: SearchSummary, plot_files: Mapping[str, Path]) -> str:
     if best is not None:
         try:
             pretty = json.dumps(json.loads(best.genotype_json), indent=2)
-        except ValueError:
+        except (ValueError, RecursionError):
             pretty = best.genotype_json
         parts += ['<h2 id="best">Best architecture</h2>', f"<pre>{_esc(pretty)}</pre>"]
     parts.append('<h2 id="plots">Plots</h2>')
@@ -549,7 +549,7 @@ def export_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     for t in trials:
         try:
             genotype: Any = json.loads(t.genotype_json)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             genotype = t.genotype_json
         out.append({
             "number": t.number,

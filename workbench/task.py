@@ -181,6 +181,12 @@ def parse_task_dict(doc: Any, where: str = "task", default_name: str = "", path:
     for key in ("lr", "weight_decay"):
         if key in training and not (isinstance(training[key], (int, float)) and training[key] >= 0):
             raise TaskError(f"{where}: [training] {key} must be a non-negative number, got {training[key]!r}")
+    for key in ("max_seconds", "grad_clip"):
+        value = training.get(key)
+        if key in training and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+        ):
+            raise TaskError(f"{where}: [training] {key} must be a positive finite number, got {value!r}")
     meta = _table(doc, "meta_features", where)
     bad = {k: v for k, v in meta.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
     if bad:

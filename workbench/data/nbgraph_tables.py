@@ -161,13 +161,19 @@ def load_table(dataset: str) -> Mapping[int, Mapping[str, float]]:
         return table
     with _LOCK:
         if dataset not in _TABLES:
-            raw = safe_load(bench_path(dataset))
-            if not isinstance(raw, dict):
-                raise UserError(f"NAS-Bench-Graph table {dataset!r} is not a dict")
-            clean = {
-                int(k): types.MappingProxyType({str(m): float(x) for m, x in v.items()})
-                for k, v in raw.items()
-            }
+            path = bench_path(dataset)
+            try:
+                raw = safe_load(path)
+                if not isinstance(raw, dict):
+                    raise UserError(f"NAS-Bench-Graph table {dataset!r} is not a dict")
+                clean = {
+                    int(k): types.MappingProxyType({str(m): float(x) for m, x in v.items()})
+                    for k, v in raw.items()
+                }
+            except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError,
+                    IndexError, KeyError, RecursionError) as exc:
+                # a corrupt, truncated or tampered table (a refused global lands here too)
+                raise UserError(f"NAS-Bench-Graph table {dataset!r} at {path} is unreadable: {exc}") from None
             _TABLES[dataset] = types.MappingProxyType(clean)
         return _TABLES[dataset]
 

@@ -18,6 +18,7 @@ from typing import Any
 from metastore import Metastore
 from workbench.errors import InvalidGenotype, StoreError, TrialFailed
 from workbench.evaluate.base import Evaluator
+from workbench.execute.limits import hard_limit_for, time_limit
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 
@@ -177,7 +178,8 @@ def execute_trial(
             from workbench.evaluate.fidelity import Fidelity
 
             extra["fidelity"] = Fidelity.from_json(job.fidelity)
-        result = evaluator.evaluate(g, seed=job.seed, init_state=init_state, on_epoch=epoch_cb, **extra)
+        with time_limit(hard_limit_for(evaluator, g), what=f"trial {job.number}"):
+            result = evaluator.evaluate(g, seed=job.seed, init_state=init_state, on_epoch=epoch_cb, **extra)
         value = result.metrics.get(job.objective)
         if value is None or not math.isfinite(value):
             raise TrialFailed(f"objective {job.objective!r} missing or not finite")

@@ -45,6 +45,9 @@ EDGE_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3
 EDGES: tuple[str, ...] = tuple(f"{j}<-{i}" for i, j in EDGE_PAIRS)
 #: Defaults of the macro skeleton.
 DEFAULT_MACRO: dict[str, int] = {"stages": 3, "cells_per_stage": 1, "width": 16}
+#: Largest macro values a genotype or a space may name (a sanity bound on data read back from a
+#: shared store: the network builder loops over stages and cells).
+MACRO_LIMITS: dict[str, int] = {"stages": 32, "cells_per_stage": 256, "width": 65536}
 # NAS-Bench-201 op names, for its ``|op~i|+|op~i|op~i|+|...|`` architecture strings
 _NB201 = {
     "none": "none",
@@ -72,6 +75,8 @@ def read_cell_macro(macro: Any) -> dict[str, int]:
     for name, value in macro.items():
         if not _is_int(value) or value < 1:
             raise InvalidGenotype(f"cell macro {name!r} must be a positive integer; got {value!r}")
+        if value > MACRO_LIMITS[name]:
+            raise InvalidGenotype(f"cell macro {name!r} must be at most {MACRO_LIMITS[name]}; got {value!r}")
         out[name] = int(value)
     return out
 
@@ -170,6 +175,8 @@ class CellSpace(SearchSpace):
         for label, value in (("stages", stages), ("cells_per_stage", cells_per_stage), ("width", width)):
             if not _is_int(value) or value < 1:
                 raise UserError(f"cell {label} must be a positive integer; got {value!r}")
+            if value > MACRO_LIMITS[label]:
+                raise UserError(f"cell {label} must be at most {MACRO_LIMITS[label]}; got {value!r}")
         self.stages = int(stages)
         self.cells_per_stage = int(cells_per_stage)
         self.width = int(width)

@@ -17,6 +17,9 @@ OPS = FEATURE_OPS + DENSE_OPS
 CONV_OPS = ("conv", "sepconv")
 POOL_OPS = ("maxpool", "avgpool")
 ACTIVATIONS = ("relu", "gelu", "tanh")
+#: Sanity bounds on a space's settings (they may be read back from a shared store).
+MAX_LAYERS_LIMIT = 256
+MAX_WIDTH = 65536
 
 
 class ChainSpace(SearchSpace):
@@ -54,6 +57,11 @@ class ChainSpace(SearchSpace):
     ) -> None:
         if max_layers < 1:
             raise InvalidGenotype(f"max_layers must be >= 1, got {max_layers}")
+        if max_layers > MAX_LAYERS_LIMIT:
+            raise InvalidGenotype(f"max_layers must be at most {MAX_LAYERS_LIMIT}, got {max_layers}")
+        huge = [w for w in [*widths, *dense_widths] if not 1 <= int(w) <= MAX_WIDTH]
+        if huge:
+            raise InvalidGenotype(f"widths must be in 1..{MAX_WIDTH}, got {huge}")
         bad = [k for k in kernels if int(k) % 2 == 0 or int(k) < 1]
         if bad or not kernels:
             raise InvalidGenotype(f"kernels must be positive odd integers, got {list(kernels)}")

@@ -64,6 +64,9 @@ MERGES: tuple[str, ...] = ("add", "concat")
 #: Largest ``max_nodes`` a space accepts (keeps canonicalisation and encodings small).
 MAX_NODES_LIMIT = 12
 DEFAULT_WIDTH = 16
+#: Largest macro width a genotype or a space may name (a sanity bound on data read back from a
+#: shared store; :func:`workbench.nn.build.check_size` bounds the parameter count as well).
+MAX_WIDTH = 65536
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ def read_dag_macro(macro: Any) -> dict[str, int]:
     width = macro.get("width", DEFAULT_WIDTH)
     if not _is_int(width) or width < 1:
         raise InvalidGenotype(f"dag macro 'width' must be a positive integer; got {width!r}")
+    if width > MAX_WIDTH:
+        raise InvalidGenotype(f"dag macro 'width' must be at most {MAX_WIDTH}; got {width!r}")
     return {"width": int(width)}
 
 
@@ -299,6 +304,8 @@ class DagSpace(SearchSpace):
             raise UserError(f"dag min_nodes must be an integer in 1..{max_nodes}; got {min_nodes!r}")
         if not _is_int(width) or width < 1:
             raise UserError(f"dag width must be a positive integer; got {width!r}")
+        if width > MAX_WIDTH:
+            raise UserError(f"dag width must be at most {MAX_WIDTH}; got {width!r}")
         if isinstance(ops, str) or not isinstance(ops, Sequence):
             raise UserError(f"dag ops must be a list of op names from {list(DAG_OPS)}; got {ops!r}")
         bad = [o for o in ops if o not in DAG_OPS]

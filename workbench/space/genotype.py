@@ -36,7 +36,7 @@ class Genotype:
         """Build a genotype from a JSON-able value (dicts, lists, str, int, float, bool, None)."""
         try:
             text = _canonical_json(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidGenotype(f"genotype spec is not JSON-serialisable: {exc}") from None
         return cls(space=space, spec=text)
 
@@ -62,7 +62,7 @@ class Genotype:
         """Parse :meth:`to_json` output; raises :class:`InvalidGenotype` on malformed input."""
         try:
             obj = json.loads(text)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise InvalidGenotype(f"genotype JSON is malformed: {exc}") from None
         if not isinstance(obj, dict) or set(obj) != {"space", "spec"}:
             raise InvalidGenotype(

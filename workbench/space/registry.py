@@ -53,7 +53,7 @@ def make_space(kind: str, **settings: Any) -> SearchSpace:
     cls = space_class(kind)
     try:
         return cls(**settings)
-    except TypeError as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise UserError(f"bad settings for space {kind!r}: {exc}") from None
 
 
