@@ -342,7 +342,8 @@ class Search:
         running trials passed to the strategy as pending.
         """
         assert self.search_id is not None, "call start() or replay() first"
-        self.progress.search_started(self.search_id, self.budget, len(self.records))
+        total = self.budget if self.scheduler is None else len(self.records) + self.scheduler.expected_trials()
+        self.progress.search_started(self.search_id, total, len(self.records))
         executor = self.executor or self._in_process()
         state = "finished"
         running: dict[str, tuple[int, Genotype]] = {}
@@ -537,7 +538,9 @@ class Search:
 
     def _stop_rule_json(self, g: Genotype, fid: Any, record: Mapping[str, Any], trial_id: str) -> str:
         """The stop rule of a new trial (``""``: none): the incumbent is the best finished trial
-        measured at the same fidelity that was not stopped; its curve corrects the extrapolation."""
+        measured at the same fidelity that was not stopped (its curve corrects the
+        extrapolation); the population is every such trial's final value, the predicted one for
+        trials stopped early."""
         if self.stop_early != "lc" or (fid is not None and fid.start_epoch):
             return ""
         from workbench.evaluate.curves import LCStopRule
@@ -545,20 +548,30 @@ class Search:
         target = self._target_epochs(g, fid)
         if not target or target < 3:
             return ""
-        level = {k: record.get(k) for k in ("epochs", "data_fraction", "resolution", "width_mult")}
-        peers = [
-            r for r in self.records
-            if r.state == "finished" and self.task.objective in r.metrics and not fidelity_of(r).get("stopped")
-            and {k: fidelity_of(r).get(k) for k in level} == level
-            and (r.metrics.get("epochs") is None or int(r.metrics["epochs"]) == target)
-        ]
+        keys = ("epochs", "data_fraction", "resolution", "width_mult")
+        level = {k: record.get(k) for k in keys}
+
+        def same_level(r: TrialRecord) -> bool:
+            rec = fidelity_of(r)
+            if any(rec.get(k) != level[k] for k in keys[1:]):
+                return False
+            if rec.get("stopped"):  # compared by the epochs it was meant to train
+                return int(rec.get("planned_epochs") or 0) == target
+            return rec.get("epochs") == level["epochs"]
+
+        same = [r for r in self.records
+                if r.state == "finished" and self.task.objective in r.metrics and same_level(r)]
+        peers = [r for r in same if not fidelity_of(r).get("stopped")
+                 and (r.metrics.get("epochs") is None or int(r.metrics["epochs"]) == target)]
         incumbent = max(peers, key=lambda r: r.metrics[self.task.objective], default=None)
         self._planned_epochs[trial_id] = target
         if incumbent is None:
             return ""
+        population = [stopped_value(r.metrics, r.metrics[self.task.objective]) if fidelity_of(r).get("stopped")
+                      else r.metrics[self.task.objective] for r in same]
         rule = LCStopRule(
             target_epoch=target, incumbent=float(incumbent.metrics[self.task.objective]),
-            incumbent_curve=self._curve_of(incumbent.trial_id), **self.stop_options,
+            incumbent_curve=self._curve_of(incumbent.trial_id), population=population, **self.stop_options,
         )
         return rule.to_json()
 
@@ -771,7 +784,7 @@ def fidelity_setup(
         sched = make_scheduler(scheduler, fs, float(budget), **dict(scheduler_options or {}))
         sched.options = dict(scheduler_options or {})
     opts = dict(stop_options or {})
-    allowed = {"threshold", "min_epochs", "every"}
+    allowed = {"threshold", "min_epochs", "every", "quantile"}
     if set(opts) - allowed:
         raise UserError(f"unknown --stop-early options {sorted(set(opts) - allowed)}; expected some of {sorted(allowed)}")
     return {"scheduler": sched, "fidelity_space": fs, "stop_early": stop_early, "stop_options": opts}

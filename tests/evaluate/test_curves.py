@@ -58,7 +58,7 @@ def test_stop_rule_stops_bad_curves_and_keeps_good_ones():
         rule = LCStopRule(target_epoch=40, incumbent=incumbent, incumbent_curve=curve_of_incumbent)
         stop = replay_stop_epoch(bad, rule)
         assert stop is not None and stop.epoch <= 8 and stop.p_better < 0.05
-        assert stop.predicted < incumbent and "P(final > incumbent" in stop.reason
+        assert stop.predicted < incumbent and "P(final > " in stop.reason
         assert replay_stop_epoch(good, LCStopRule(target_epoch=40, incumbent=incumbent,
                                                   incumbent_curve=curve_of_incumbent)) is None
     fair = LCStopRule(target_epoch=40, incumbent=incumbent, incumbent_curve=incumbent_curve)
@@ -123,7 +123,7 @@ def test_a_search_with_lc_stops_trials_and_records_the_decision():
         assert t.state == "finished" and t.metrics["epochs"] < 30
         rec = json.loads(t.tags["nasw.fidelity"])
         assert rec["full"] is False and rec["stopped"] == "lc" and rec["planned_epochs"] == 30
-        assert "P(final > incumbent" in t.tags["nasw.lc.decision"]
+        assert "P(final > " in t.tags["nasw.lc.decision"]
         assert t.metrics["lc_p_better"] < 0.05 and math.isfinite(t.metrics["lc_predicted_final"])
         obs = observation_of(t, "val_accuracy", space)
         assert obs.value == pytest.approx(t.metrics["lc_predicted_final"]) and obs.fidelity["stopped"] == "lc"
@@ -136,3 +136,17 @@ def test_a_search_with_lc_stops_trials_and_records_the_decision():
     assert result.summary["compute_full_equivalents"] < 20
     assert set(store.histories("chain-v1", "val_accuracy")["synthetic-lc"].trial_ids) == {
         t.trial_id for t in trials if t not in stopped}
+
+
+def test_a_trial_headed_for_the_top_ten_percent_is_kept_even_below_the_incumbent():
+    incumbent_curve = pow_curve(0.93, seed=10)
+    runner_up = pow_curve(0.88, seed=11)  # clearly below the incumbent, above most trials
+    population = [0.4, 0.5, 0.55, 0.6, 0.62, 0.7, 0.75, 0.8, 0.85, float(incumbent_curve[-1])]
+    kept = LCStopRule(target_epoch=40, incumbent=float(incumbent_curve[-1]), incumbent_curve=incumbent_curve,
+                      population=population)
+    assert kept.reference < kept.incumbent
+    assert replay_stop_epoch(runner_up, kept) is None
+    strict = LCStopRule(target_epoch=40, incumbent=float(incumbent_curve[-1]), incumbent_curve=incumbent_curve,
+                        population=population, quantile=1.0)
+    assert strict.reference == strict.incumbent
+    assert replay_stop_epoch(runner_up, strict) is not None  # Domhan et al.'s rule stops it

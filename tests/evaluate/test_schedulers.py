@@ -281,3 +281,30 @@ def test_a_tabular_task_cannot_be_scheduled():
 
     with pytest.raises(UserError, match="lower fidelities"):
         new_search(open_store("memory://"), load_task("nbgraph-cora"), "random", 3, scheduler="sh")
+
+
+def test_cli_schedules_a_search_and_refuses_a_tabular_task(tmp_path, monkeypatch, capsys):
+    from workbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--task", "nbgraph-cora", "--scheduler", "sh", "--store", store, "--quiet"])
+    assert exc.value.code == 2 and "lower fidelities" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--task", "tiny.toml", "--strategy", "random", "--scheduler", "sh", "--budget", "1",
+              "--scheduler-option", "n_configs=3", "--store", store, "--json"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["n_trials"] == 4 and result["best"]["metrics"]["epochs"] == 3  # 3 x 1 epoch, the best to 3
+
+
+@pytest.mark.parametrize("name, budget", [("sh", 8.0), ("hyperband", 12.0), ("asha", 3.0)])
+def test_expected_trials_is_a_dry_run(name, budget):
+    sched = make_scheduler(name, FS, budget)
+    expected = sched.expected_trials()
+    assert not sched.entries  # the dry run works on a copy
+    n = len(drive(sched))
+    assert expected == n if name != "asha" else abs(expected - n) <= n // 2

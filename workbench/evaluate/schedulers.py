@@ -225,6 +225,27 @@ class Scheduler(ABC):
         ok.sort(key=lambda e: (-e.value, self.order.index(e.trial_id)))  # type: ignore[operator]
         return ok[: max(0, k)]
 
+    def expected_trials(self, limit: int = 100_000) -> int:
+        """How many more trials the schedule will start: a dry run on a copy, every trial ending
+        at once with a made-up value (exact for SH and Hyperband, an estimate for ASHA)."""
+        import copy
+        import random
+
+        sim = copy.deepcopy(self)
+        rng = random.Random(0)
+        n = 0
+        while n < limit:
+            d = sim.next()
+            if d is None:
+                d = sim.final_decision()
+            if d is None:
+                return n
+            tid = f"dry-run-{n}"
+            sim.started(d, tid, sim.entries[d.promote].key if d.promote in sim.entries else tid)
+            sim.finished(tid, rng.random())
+            n += 1
+        return n
+
     def describe(self) -> str:
         """One line: rungs and budget."""
         rungs = " -> ".join(str(f) for f in self.fidelities)
