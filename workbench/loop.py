@@ -470,15 +470,27 @@ class Search:
         return obs
 
     def _reweigh_sources(self) -> None:
-        """Trust in each source after this trial (ranking agreement), kept on the parent run."""
+        """Trust in each source after this trial, kept on the parent run: the strategy's own
+        weights when it has them (``source_weights()``, e.g. multi-task BO's RGPE weights), else
+        the plan's ranking agreement."""
         import json
 
         ok = [(r, r.metrics[self.task.objective]) for r in self.records
               if r.state == "finished" and self.task.objective in r.metrics]
         try:
-            gs = [Genotype.from_json(r.genotype_json) for r, _ in ok]
-            self.warm.update(self.space, meta_features_for(self.task, self.evaluator), gs, [v for _, v in ok])
-            self.store.set_tags(self.search_id, {"source_weights": json.dumps(self.warm.history, sort_keys=True)[:7900]})
+            own = getattr(self.strategy, "source_weights", None)
+            weights = own() if callable(own) else None
+            if weights:
+                for s in self.warm.sources:
+                    self.warm.history.setdefault(s.task, []).append(round(float(weights.get(s.task, 0.0)), 4))
+                how = f"strategy {self.strategy.name}" + (f" ({getattr(self.strategy, 'transfer_model', '')})"
+                                                          if getattr(self.strategy, "transfer_model", "") else "")
+            else:
+                gs = [Genotype.from_json(r.genotype_json) for r, _ in ok]
+                self.warm.update(self.space, meta_features_for(self.task, self.evaluator), gs, [v for _, v in ok])
+                how = "ranking agreement"
+            self.store.set_tags(self.search_id, {"source_weights": json.dumps(self.warm.history, sort_keys=True)[:7900],
+                                                 "nasw.source_weights_by": how})
         except (InvalidGenotype, StoreError, ValueError):
             pass
 

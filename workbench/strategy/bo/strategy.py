@@ -86,6 +86,13 @@ class BayesianOptimization(Strategy):
             ``["val_accuracy", "-latency"]``. Empty: the scalar ``value``; one: that objective;
             several: one GP each and qLogNEHVI, see :meth:`pareto_front`.
         prior: Genotypes to evaluate first (warm start).
+        sources: Other tasks' histories, ``(task, genotypes, values, weight)`` each (the warm
+            start plan's ``sources``; ``weight`` is the trust before the target has data). With
+            sources, a single-objective search skips the random initial design and uses a
+            multi-task model from the first ask (:mod:`workbench.strategy.bo.multitask`).
+        transfer: The multi-task model with sources: ``"rgpe"`` (ranking-weighted ensemble of
+            per-task GPs, robust to unrelated sources) or ``"mtgp"`` (an ICM ``MultiTaskGP``).
+        source_points: Most observations used per source.
     """
 
     name = "bo"
@@ -105,6 +112,9 @@ class BayesianOptimization(Strategy):
         n_mutations: int = 200,
         objectives: Sequence[str] | str = (),
         prior: Sequence[Genotype] = (),
+        sources: Sequence[Any] | None = None,
+        transfer: str = "rgpe",
+        source_points: int = 300,
     ) -> None:
         super().__init__(space, seed)
         if isinstance(encoding, str):
@@ -135,6 +145,32 @@ class BayesianOptimization(Strategy):
         self._fitted: tuple[int, list[GPModel], list[Observation], np.ndarray] | None = None
         #: Timings and details of the last model-based ask (seconds), for benchmarks.
         self.last_ask: dict[str, Any] = {}
+        self._transfer = self._make_transfer(sources, transfer, source_points)
+        #: The multi-task model in use (``"rgpe"``, ``"mtgp"``), ``""`` without sources.
+        self.transfer_model = transfer if self._transfer is not None else ""
+
+    def _make_transfer(self, sources: Sequence[Any] | None, transfer: str, source_points: int):
+        """The warm-start model's proposer (None without sources); several objectives get the
+        sources' best architectures to evaluate first instead."""
+        from workbench.strategy.bo.multitask import TRANSFER_MODELS, TransferProposer
+
+        if transfer not in TRANSFER_MODELS:
+            raise UserError(f"bo transfer must be one of {list(TRANSFER_MODELS)}; got {transfer!r}")
+        if isinstance(source_points, bool) or not isinstance(source_points, (int, np.integer)) or source_points < 3:
+            raise UserError(f"bo source_points must be an integer >= 3; got {source_points!r}")
+        if not sources:
+            return None
+        if len(self.objectives) >= 2:
+            for _, gs, vs, _ in sources:
+                order = np.argsort(-np.asarray(vs, dtype=float), kind="stable")[:2]
+                self.prior += [gs[int(i)] for i in order]
+            return None
+        return TransferProposer(self, sources, transfer, int(source_points))
+
+    def source_weights(self) -> dict[str, float]:
+        """Current trust in each source task (``{}`` without sources): RGPE's ensemble weights,
+        or the multi-task GP's task correlations with the target."""
+        return self._transfer.weights() if self._transfer is not None else {}
 
     # -- data --------------------------------------------------------------------------------
 
@@ -198,7 +234,8 @@ class BayesianOptimization(Strategy):
                 out.append(g)
                 taken.add(g.key)
         n_usable = len(self._targets(self.history)[0])
-        while len(out) < n and (len(self.history) + len(pending) + len(out) < self.n_init or n_usable < 2):
+        warm = self._transfer is not None and self._transfer.ready()  # no random design with sources
+        while len(out) < n and not warm and (len(self.history) + len(pending) + len(out) < self.n_init or n_usable < 2):
             g = self.fresh_sample(rng, taken)
             out.append(g)
             taken.add(g.key)
@@ -209,6 +246,15 @@ class BayesianOptimization(Strategy):
     def _model_proposals(
         self, k: int, pending: list[Genotype], taken: set[str], rng: np.random.Generator
     ) -> list[Genotype]:
+        if self._transfer is not None and self._transfer.ready():
+            picked = self._transfer.propose(k, pending, taken, rng)
+            for g in picked:
+                taken.add(g.key)
+            while len(picked) < k:  # the candidates ran out
+                g = self.fresh_sample(rng, taken)
+                picked.append(g)
+                taken.add(g.key)
+            return picked
         t0 = time.perf_counter()
         models, used, ys = self._models()
         t_fit = time.perf_counter() - t0

@@ -1,0 +1,254 @@
+"""Multi-task BO warm-started from other tasks (``bo`` with ``sources``): RGPE and the fast ICM GP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("botorch")
+
+from workbench.errors import UserError  # noqa: E402
+from workbench.evaluate.tabular import table_arrays  # noqa: E402
+from workbench.space.nbgraph import NBGraphSpace  # noqa: E402
+from workbench.strategy.base import Observation  # noqa: E402
+from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout  # noqa: E402
+from workbench.strategy.bo.multitask import (  # noqa: E402
+    CategoricalSums,
+    DataKernel,
+    FastMultiTaskGP,
+    SourceObjective,
+    leave_pair_out_wrong,
+    prepare_sources,
+    rgpe_weights,
+    wrong_pairs,
+)
+from workbench.strategy.bo.strategy import BayesianOptimization, transform_targets  # noqa: E402
+from workbench.strategy.registry import make_strategy  # noqa: E402
+
+DATASET = "photo"
+
+
+@pytest.fixture(scope="module")
+def space():
+    return NBGraphSpace(DATASET)
+
+
+@pytest.fixture(scope="module")
+def vals():
+    return table_arrays(DATASET).val_accuracy
+
+
+def _search_history(space, values, seed: int, n: int, strategy: str = "evolution"):
+    """A real search on the table (in memory): its genotypes and values, in order."""
+    strat = make_strategy(strategy, space, seed=seed)
+    gs, vs = [], []
+    for _ in range(n):
+        (p,) = strat.ask(1)
+        v = float(values[space.index_of(p.genotype)])
+        strat.tell([Observation(p.genotype, v)])
+        gs.append(p.genotype)
+        vs.append(v)
+    return gs, np.array(vs)
+
+
+def _run(strategy, space, values, budget: int, threshold: float) -> int:
+    """Evaluations until the top 1% (budget + 1 if never)."""
+    for t in range(budget):
+        (p,) = strategy.ask(1)
+        v = float(values[space.index_of(p.genotype)])
+        strategy.tell([Observation(p.genotype, v)])
+        if v >= threshold - 1e-9:
+            return t + 1
+    return budget + 1
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def test_categorical_kernel_sums_equal_the_dense_product(space):
+    bo = BayesianOptimization(space)
+    layout = bo._layout()
+    pool = bo.full_pool.features()
+    sums = CategoricalSums.build(pool, layout)
+    assert sums is not None and len(sums.decisions) == 5
+    rng = np.random.default_rng(0)
+    train = torch.as_tensor(pool[rng.choice(len(pool), 40, replace=False)])
+    c = rng.normal(size=40)
+    for ls in (0.3, 1.7, 40.0):
+        kernel = DataKernel(layout, np.array([ls]), np.array([1.3]))
+        fast = sums.matvec(sums.codes(train.numpy()), c, kernel.lengthscales, kernel.outputscales)
+        dense = (kernel(torch.as_tensor(pool[:3000]), train) @ torch.as_tensor(c)).numpy()
+        np.testing.assert_allclose(fast[:3000], dense, rtol=1e-9, atol=1e-12)
+    assert CategoricalSums.build(pool + 0.5, layout) is None  # not one-hot: the dense path
+
+
+def test_source_objective_gradient_matches_autograd():
+    rng = np.random.default_rng(1)
+    x = torch.as_tensor(rng.integers(0, 2, (36, 10)).astype(float))
+    y = torch.as_tensor(rng.normal(size=36))
+    tasks = torch.as_tensor(np.repeat([0, 1, 2], 12))
+    layout = KernelLayout.from_blocks([[[0, 1, 2, 3], [4, 5]], [[6, 7, 8, 9]]])
+    obj = SourceObjective(x, y, tasks, 3, layout, FitSettings())
+    theta = obj.start() + rng.normal(scale=0.3, size=len(obj.start()))
+    value, grad = obj(theta)
+    t = torch.tensor(theta, requires_grad=True)
+    ref = obj.value(t)
+    (ref_grad,) = torch.autograd.grad(ref, t)
+    assert value == pytest.approx(float(ref.detach()), rel=1e-10)
+    np.testing.assert_allclose(grad, ref_grad.numpy(), rtol=1e-6, atol=1e-8)
+
+
+def _sources(space, specs, n: int = 80):
+    """``(task, genotypes, values, weight)`` from random architectures of other datasets."""
+    pool = space.pool()
+    out = []
+    for j, (name, values) in enumerate(specs):
+        idx = np.random.default_rng(10 + j).choice(len(pool), n, replace=False)
+        out.append((name, [pool[i] for i in idx], np.asarray(values)[idx], 0.5))
+    return out
+
+
+def test_fast_multitask_gp_posterior_equals_botorch_multitask_gp(space, vals):
+    bo = BayesianOptimization(space)
+    layout = bo._layout()
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("computers", table_arrays("computers").val_accuracy)], 60)
+    sources = prepare_sources(raw, bo._features, lambda v: transform_targets(v, "rank"))
+    gp = FastMultiTaskGP(sources, layout, FitSettings())
+    idx = np.random.default_rng(3).choice(len(vals), 12, replace=False)
+    x0 = torch.as_tensor(bo.full_pool.features()[idx])
+    gp.update(x0, torch.as_tensor(transform_targets(vals[idx], "rank")))
+    assert gp.has_target and gp.source_fits == 1
+    xt = torch.as_tensor(bo.full_pool.features()[:25])
+    model = gp.botorch_model()
+    with torch.no_grad():
+        post = model.posterior(torch.cat([xt, torch.zeros(25, 1, dtype=DTYPE)], 1))
+    np.testing.assert_allclose(gp.mean_x(xt), post.mean[:, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(gp.variance_x(xt), post.variance[:, 0].numpy(), atol=1e-6)
+    bmat = gp.task_covariance()
+    assert np.all(np.linalg.eigvalsh(bmat) > -1e-10)  # the target row keeps B positive semi-definite
+
+
+def test_rgpe_weights_favour_the_model_that_ranks_and_drop_a_backwards_source():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=15)
+    preds = np.stack([y + 0.01 * rng.normal(size=15), -y, rng.normal(size=15)])  # good, backwards, target
+    w, mis_ranked = rgpe_weights(wrong_pairs(preds, y), y, np.random.default_rng(1))
+    assert w[0] > 0.9 and w[1] == 0.0 and w.sum() == pytest.approx(1.0)
+    assert mis_ranked[0] < mis_ranked[2] < mis_ranked[1]
+
+
+def test_leave_pair_out_predictions_match_refitting_without_the_pair():
+    rng = np.random.default_rng(2)
+    x = torch.as_tensor(rng.integers(0, 2, (9, 6)).astype(float))
+    y = torch.as_tensor(rng.normal(size=9))
+    layout = KernelLayout.from_blocks([[list(range(6))]])
+    gp = GPModel.fit(x, y, layout)
+    wrong = leave_pair_out_wrong(gp)
+    for j, k in [(0, 1), (2, 7), (8, 3)]:
+        keep = [i for i in range(9) if i not in (j, k)]
+        sub = GPModel(x[keep], y[keep], layout, gp.hp)
+        mu = sub.predict_mean(x[[j, k]]).numpy()
+        assert wrong[j, k] == ((mu[0] < mu[1]) != bool(y[j] < y[k]))
+    # a constant-mean model ties every pair: chance level, not the leave-one-out reversal
+    flat = GPModel(x, y, layout, type(gp.hp)(np.array([1e-3]), np.array([1e-6]), 1.0, 0.0))
+    assert leave_pair_out_wrong(flat).sum() <= 9 * 8 / 2 + 1
+
+
+# -- the strategy ------------------------------------------------------------------------------
+
+
+def test_bad_transfer_option_is_a_clear_error(space):
+    with pytest.raises(UserError, match="transfer"):
+        BayesianOptimization(space, transfer="magic")
+
+
+@pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
+def test_a_source_that_is_the_target_itself_finds_the_top_1_percent_far_faster(space, vals, transfer):
+    threshold = float(np.quantile(vals, 0.99))
+    warm, cold = [], []
+    for seed in range(2):
+        gs, vs = _search_history(space, vals, seed=100 + seed, n=100)
+        src = [(DATASET, gs, vs, 1.0)]
+        warm.append(_run(BayesianOptimization(space, seed=seed, sources=src, transfer=transfer), space, vals, 40, threshold))
+        cold.append(_run(BayesianOptimization(space, seed=seed), space, vals, 40, threshold))
+    assert max(warm) <= 3, (warm, cold)
+    assert np.median(warm) * 4 <= np.median(cold), (warm, cold)
+
+
+def test_an_anticorrelated_source_gets_no_weight_and_costs_little(space, vals):
+    threshold = float(np.quantile(vals, 0.99))
+    gs, vs = _search_history(space, vals, seed=7, n=100, strategy="random")
+    anti = [("anti", gs, -vs, 1.0)]
+    warm = BayesianOptimization(space, seed=0, sources=anti)
+    hit_warm = _run(warm, space, vals, 45, threshold)
+    assert warm.source_weights()["anti"] <= 0.05
+    hit_cold = _run(BayesianOptimization(space, seed=0), space, vals, 45, threshold)
+    assert hit_warm <= hit_cold + 10, (hit_warm, hit_cold)
+
+
+@pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
+def test_replay_with_sources_reproduces_the_next_proposal(space, vals, transfer):
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("arxiv", table_arrays("arxiv").val_accuracy)])
+    a = BayesianOptimization(space, seed=3, sources=raw, transfer=transfer)
+    told = []
+    for _ in range(6):
+        (p,) = a.ask(1)
+        obs = Observation(p.genotype, float(vals[space.index_of(p.genotype)]))
+        a.tell([obs])
+        told.append(obs)
+    nxt = a.ask(1)[0].genotype
+    b = BayesianOptimization(space, seed=3, sources=raw, transfer=transfer)  # a resumed search: all tells at once
+    b.tell(told)
+    assert b.ask(1)[0].genotype == nxt
+    assert b.source_weights() == a.source_weights()
+    c = BayesianOptimization(space, seed=3, sources=raw, transfer=transfer)
+    assert [c.ask(1)[0].genotype] == [told[0].genotype]  # the same first proposal
+
+
+@pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
+def test_sources_are_fitted_once_not_on_every_ask(space, vals, transfer, monkeypatch):
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("arxiv", table_arrays("arxiv").val_accuracy),
+                           ("cora", table_arrays("cora").val_accuracy)])
+    fits = []
+    original = GPModel.fit.__func__
+
+    def counting(cls, x, y, layout, settings=FitSettings()):
+        fits.append(x.shape[0])
+        return original(cls, x, y, layout, settings)
+
+    monkeypatch.setattr(GPModel, "fit", classmethod(counting))
+    strat = BayesianOptimization(space, seed=0, sources=raw, transfer=transfer)
+    for _ in range(8):
+        (p,) = strat.ask(1)
+        strat.tell([Observation(p.genotype, float(vals[space.index_of(p.genotype)]))])
+    assert strat._transfer.source_fits == (3 if transfer == "rgpe" else 1)
+    if transfer == "rgpe":
+        source_fits = [n for n in fits if n == 80]
+        assert len(source_fits) == 3  # once each, at the first ask
+        assert len(fits) - 3 <= 8  # then at most one target fit per ask
+    weights = strat.source_weights()
+    assert set(weights) == {"cs", "arxiv", "cora"}
+
+
+def test_batches_and_pending_stay_distinct(space, vals):
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy)])
+    strat = BayesianOptimization(space, seed=0, sources=raw)
+    first = strat.ask(3)
+    strat.tell([Observation(p.genotype, float(vals[space.index_of(p.genotype)])) for p in first])
+    batch = strat.ask(3, pending=[first[0].genotype])
+    keys = [p.genotype.key for p in first + batch]
+    assert len(set(keys)) == 6
+
+
+def test_sources_in_a_space_without_a_pool(chain_space, rng):
+    gs = [chain_space.sample(rng) for _ in range(30)]
+    vs = rng.normal(size=30)
+    strat = BayesianOptimization(chain_space, seed=0, sources=[("other", gs, vs, 1.0)], n_samples=100, n_mutations=20)
+    seen = set()
+    for k in range(4):
+        (p,) = strat.ask(1)
+        assert p.genotype.key not in seen
+        seen.add(p.genotype.key)
+        strat.tell([Observation(p.genotype, float(rng.normal()))])
+    assert set(strat.source_weights()) == {"other"}
