@@ -185,9 +185,9 @@ def main() -> None:
         args.seeds, datasets = 3, ["cora", "photo"]
     jobs = [(st, ds, seed, args.budget) for st in args.strategies.split(",") for ds in datasets
             for seed in range(args.seeds)]
-    # the slow strategies first, so the pool stays busy to the end
+    # dataset by dataset (so a --deadline leaves complete comparisons), slow strategies first
     order = {"bo": 0, "rl": 1, "tpe": 2, "evolution": 3, "random": 4}
-    jobs.sort(key=lambda j: order.get(j[0], 5))
+    jobs.sort(key=lambda j: (datasets.index(j[1]), order.get(j[0], 5)))
     t0 = time.perf_counter()
     results: list[dict] = []
     if args.jobs > 1:

@@ -12,6 +12,7 @@ deterministic, so schedulers and stop rules can be tested and benchmarked on man
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,8 @@ class SyntheticEvaluator:
         self.noise = float(noise)
         self.seconds_per_epoch = float(seconds_per_epoch)
         self.salt = salt
+        #: Trainer-like settings the search loop reads (the epochs of a full training).
+        self.config = SimpleNamespace(epochs=self.full_epochs, max_seconds=None)
 
     def quality(self, genotype: Genotype) -> float:
         """The hidden final accuracy of ``genotype`` at full fidelity (without noise)."""

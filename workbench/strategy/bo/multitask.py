@@ -602,14 +602,6 @@ def rgpe_weights(wrong: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_b
     return weights, median_fraction
 
 
-def loo_means(gp: GPModel) -> np.ndarray:
-    """Leave-one-out posterior means at the training points (`n`), in closed form."""
-    with torch.no_grad(), single_threaded():
-        kinv = torch.cholesky_inverse(gp.chol)
-        r = gp.y - gp.hp.mean
-        return (gp.hp.mean + r - gp.alpha / torch.diagonal(kinv)).numpy()
-
-
 def prior_weights(sources: Sequence[Source]) -> np.ndarray:
     """The sources' prior (meta-feature) weights, normalised (equal when all are 0)."""
     w = np.array([max(s.prior_weight, 0.0) for s in sources], dtype=np.float64)
@@ -640,8 +632,10 @@ class RGPE:
             after ``n`` target observations (the rest goes to the target model): the target's own
             model is worth ``n`` observations against the sources' ``c``. Ranking weights alone
             can keep trusting sources long after the target has enough data of its own, because
-            the target model is judged by leave-one-out predictions at points the sources chose,
-            which cluster where the sources agree. None: the paper's weights.
+            the target model is judged at points the sources chose, which cluster where the
+            sources agree. None (default): the ranking weights alone. Measured with leave-one-out
+            target losses (6 seeds, evaluations to the top 1%, c = 10 vs None): cora 41 vs 60.5,
+            citeseer 6 vs 10.5, but cs 17 vs 8.5 and photo 23 vs 17.5.
     """
 
     name = "rgpe"
