@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metastore.records import SearchRecord, TaskHistory, TrialRecord
@@ -62,6 +62,14 @@ class Metastore(ABC):
     @abstractmethod
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log metrics of a running trial (``step`` = epoch for learning curves)."""
+
+    def log_metric_steps(self, trial_id: str, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Log several steps of a running trial's metrics at once (``(step, metrics)`` in order).
+
+        The same as one :meth:`log_metrics` per point; stores override it to write them in one go.
+        """
+        for step, metrics in points:
+            self.log_metrics(trial_id, metrics, step=step)
 
     @abstractmethod
     def finish_trial(

@@ -60,7 +60,7 @@ import time
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -371,6 +371,22 @@ class MlflowStore(Metastore):
         self._check_running(trial_id)
         now = self._now_ms()
         self._log_batch(trial_id, metrics=[Metric(k, v, now, int(step or 0)) for k, v in values.items()])
+
+    def log_metric_steps(self, trial_id: str, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Log several steps of a running trial's metrics in one batch (one state check, one write).
+
+        Raises:
+            NotFound: Unknown trial.
+            StoreError: The trial has ended.
+        """
+        from mlflow.entities import Metric
+
+        if not points:
+            return
+        self._check_running(trial_id)
+        now = self._now_ms()
+        self._log_batch(trial_id, metrics=[Metric(k, v, now, int(step or 0)) for step, metrics in points
+                                           for k, v in c.float_metrics(metrics).items()])
 
     def finish_trial(
         self,

@@ -193,6 +193,23 @@ def test_metrics_with_steps_and_final_metrics(store: Metastore) -> None:
         assert store.metric_history(tid, "loss") == [(0, 1.0), (1, 0.8), (2, pytest.approx(0.6))]
 
 
+def test_several_steps_logged_at_once_read_back_like_single_steps(store: Metastore) -> None:
+    sid = new_search(store)
+    tid = store.start_trial(sid, genotype(0), "key0")
+    store.log_metric_steps(tid, [(e, {"val_accuracy": 0.5 + 0.1 * e, "loss": 1.0 - 0.2 * e}) for e in range(3)])
+    store.log_metric_steps(tid, [])
+    store.log_metric_steps(tid, [(3, {"loss": 0.3})])
+    assert store.trial(tid).metrics["loss"] == pytest.approx(0.3)
+    if is_mlflow(store):
+        history = client(store).get_metric_history(tid, "loss")
+        assert sorted((m.step, round(m.value, 6)) for m in history) == [(0, 1.0), (1, 0.8), (2, 0.6), (3, 0.3)]
+    else:
+        assert store.metric_history(tid, "loss") == [(0, 1.0), (1, 0.8), (2, pytest.approx(0.6)), (3, 0.3)]
+    store.finish_trial(tid, state="finished", metrics={"val_accuracy": 0.7})
+    with pytest.raises(StoreError, match="immutable"):
+        store.log_metric_steps(tid, [(9, {"loss": 0.1})])
+
+
 def test_finished_trials_are_immutable(store: Metastore) -> None:
     sid = new_search(store)
     tid = finished_trial(store, sid, 0, 0.5)

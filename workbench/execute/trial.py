@@ -124,6 +124,12 @@ def default_inherit(
     return state, {}
 
 
+#: Per-epoch metrics are written in batches at most this often while a trial trains (one store
+#: write per epoch costs 10-20 ms on SQLite: a 5% overhead on 0.3-second epochs), and always
+#: before the trial ends. The MLflow UI's live curves lag by at most this much.
+FLUSH_SECONDS = 2.0
+
+
 def execute_trial(
     store: Metastore,
     evaluator: Evaluator,
@@ -147,8 +153,21 @@ def execute_trial(
     last_point: dict[str, float] = {}
     rule = _stop_rule(job)
 
+    pending: list[tuple[int, dict[str, float]]] = []  # epochs not written yet
+    last_flush = [time.monotonic()]
+
+    def flush() -> None:
+        """Write the buffered epochs (at most every FLUSH_SECONDS while training, and at the end)."""
+        if pending:
+            points = list(pending)
+            pending.clear()
+            store.log_metric_steps(job.trial_id, points)
+        last_flush[0] = time.monotonic()
+
     def epoch_cb(epoch: int, metrics: Mapping[str, float]) -> None:
-        store.log_metrics(job.trial_id, metrics, step=epoch)
+        pending.append((epoch, dict(metrics)))
+        if time.monotonic() - last_flush[0] >= FLUSH_SECONDS:
+            flush()
         if time.monotonic() - last_beat[0] > 5.0:
             last_beat[0] = time.monotonic()
             store.set_tags(job.trial_id, {HEARTBEAT_TAG: heartbeat_value()})
@@ -166,6 +185,10 @@ def execute_trial(
                     raise StopTraining("lc", decision.reason, decision.details())
 
     def fail(reason: str) -> TrialOutcome:
+        try:
+            flush()  # the epochs a failed trial got are kept
+        except StoreError:
+            pass
         store.finish_trial(job.trial_id, state="failed", reason=reason)
         return TrialOutcome(job.trial_id, job.number, "failed", reason=reason, seconds=time.perf_counter() - start)
 
@@ -199,6 +222,7 @@ def execute_trial(
             return fail(_reason(exc))
         # an evaluator that does not end training itself: finish with the last epoch's metrics
         result = EvalResult(metrics=dict(last_point), stopped=exc)
+    flush()
     notes = {**notes, **result.notes}
     stop = result.stopped
     if stop is not None:
