@@ -77,7 +77,10 @@ def bench_task(name: str, epochs: int | None, quick: bool):
     return parse_task_dict(d)
 
 
-def run_search(task, scheme: str, trials: int, seed: int, strategy: str) -> dict[str, Any]:
+CHEAP_FRACTION = 1 / 3  # the cheap schemes' budget, as a fraction of the full search's trials
+
+
+def run_search(task, scheme: str, trials: int, seed: int, strategy: str, fraction: float = CHEAP_FRACTION) -> dict[str, Any]:
     """One search of a scheme; what it found and what it cost."""
     from metastore import open_store
     from workbench.loop import is_full, new_search
@@ -87,7 +90,7 @@ def run_search(task, scheme: str, trials: int, seed: int, strategy: str) -> dict
     budget: float = trials
     if scheme in ("sh", "hyperband", "asha", "bohb"):
         kw["scheduler"] = "sh" if scheme == "bohb" else scheme
-        budget = max(1, round(trials / 3))
+        budget = max(1, round(trials * fraction))
         if scheme == "bohb":
             strategy = "bo"
     elif scheme == "lc":
@@ -117,6 +120,20 @@ def run_search(task, scheme: str, trials: int, seed: int, strategy: str) -> dict
         "trace": trace, "curves": curves if scheme == "full" else [],
         "evaluator": search.evaluator,
     }
+
+
+def run_and_retrain(task, scheme: str, trials: int, seed: int, strategy: str, fraction: float) -> dict[str, Any]:
+    """A search and the retraining of its choice (one job of ``--jobs``; runs in a worker process)."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("NASW_BENCH_THREADS", "1")))
+    r = run_search(task, scheme, trials, seed, strategy, fraction)
+    r["retrained"] = retrain(r.pop("evaluator"), r["genotype"])
+    return r
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def retrain(evaluator, genotype_json: str | None, seed: int = 12345) -> float | None:
@@ -211,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategy", default="random")
     ap.add_argument("--lc-orders", type=int, default=20)
     ap.add_argument("--full", action="store_true", help="task files' spaces and epochs, 5 seeds, 27 trials")
+    ap.add_argument("--jobs", type=int, default=1, help="searches run at once (processes, one torch thread each)")
+    ap.add_argument("--cheap-fraction", type=float, default=CHEAP_FRACTION,
+                    help="budget of sh/hyperband/bohb in full-training equivalents, as a fraction of N")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds; write what finished by then")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fidelity.md"))
     ap.add_argument("--lc-from", default=None, metavar="JSON",
@@ -239,17 +259,33 @@ def main(argv: list[str] | None = None) -> int:
     for name in tasks:
         task = bench_task(name, args.epochs or None, quick=not args.full)
         rows[name] = []
-        for seed in range(args.seeds):
-            for scheme in schemes:
-                if args.time_limit and time.perf_counter() - start > args.time_limit:
+        jobs = [(seed, scheme) for seed in range(args.seeds) for scheme in schemes]
+        pool = None
+        if args.jobs > 1:
+            import multiprocessing as mp
+
+            pool = mp.get_context("spawn").Pool(args.jobs)
+            pending = [pool.apply_async(run_and_retrain, (task, scheme, args.trials, seed, args.strategy, args.cheap_fraction))
+                       for seed, scheme in jobs]
+        for k, (seed, scheme) in enumerate(jobs):
+            left = None if not args.time_limit else args.time_limit - (time.perf_counter() - start)
+            if left is not None and left <= 0:
+                out_of_time = True
+                break
+            if pool is None:
+                r = run_and_retrain(task, scheme, args.trials, seed, args.strategy, args.cheap_fraction)
+            else:
+                try:
+                    r = pending[k].get(timeout=left)
+                except mp.TimeoutError:
                     out_of_time = True
                     break
-                r = run_search(task, scheme, args.trials, seed, args.strategy)
-                r["retrained"] = retrain(r.pop("evaluator"), r["genotype"])
-                rows[name].append(r)
-                print(f"{name} seed {seed} {scheme:9s} val {r['val']:.4f} test {r['test']:.4f} retrained "
-                      f"{r['retrained']:.4f} compute {r['compute']:7.1f} s ({r['equivalents']:.2f} full) "
-                      f"trials {r['trials']:3d} stopped {r['stopped']:2d} wall {r['wall']:.0f} s", flush=True)
+            rows[name].append(r)
+            print(f"{name} seed {seed} {scheme:9s} val {_f(r['val'])} test {_f(r['test'])} retrained "
+                  f"{_f(r['retrained'])} compute {r['compute']:7.1f} s ({r['equivalents']:.2f} full) "
+                  f"trials {r['trials']:3d} stopped {r['stopped']:2d} wall {r['wall']:.0f} s", flush=True)
+        if pool is not None:
+            pool.terminate()
         curves = [c for r in rows[name] for c in r["curves"]]
         saved_curves[name] = [list(c) for c in curves]
         lc[name] = lc_offline(curves, args.lc_orders, **rule_options)
@@ -282,11 +318,11 @@ def report(rows: dict[str, list[dict[str, Any]]], lc: dict[str, dict[str, float]
         "",
         f"Tasks {', '.join(rows)}; seeds {args.seeds}; full search N = {args.trials} trials of "
         f"{'the task files’ epochs' if not args.epochs else f'E = {args.epochs} epochs'}; sh / hyperband / bohb budget "
-        f"{max(1, round(args.trials / 3))} full-training equivalents (eta 3, epochs from the task file's cheapest rung "
+        f"{max(1, round(args.trials * args.cheap_fraction))} full-training equivalents (eta 3, epochs from the task file's cheapest rung "
         f"to E, promotions continue from the lower rung's weights; bohb = BO proposals under sh); lc: N trials with "
         f"`--stop-early lc`; proposals: {args.strategy}. "
         f"{'Quick spaces (see QUICK_SPACE; mnist5k trained at 14 x 14 by every scheme). ' if not args.full else ''}"
-        f"Ran {elapsed / 60:.1f} min on {platform.machine()} ({os.cpu_count()} CPUs, shared), torch threads "
+        f"Ran {elapsed / 60:.1f} min on {platform.machine()} ({os.cpu_count()} CPUs, {args.jobs} searches at once), torch threads "
         f"{os.environ.get('NASW_BENCH_THREADS', '1')}{'; stopped early by --time-limit' if out_of_time else ''}.",
         "",
         "Test accuracy of the chosen architecture (best full-fidelity trial by validation), as found and retrained "
