@@ -90,7 +90,7 @@ def run_search(task, scheme: str, trials: int, seed: int, strategy: str, fractio
     budget: float = trials
     if scheme in ("sh", "hyperband", "asha", "bohb"):
         kw["scheduler"] = "sh" if scheme == "bohb" else scheme
-        budget = max(1, round(trials * fraction))
+        budget = max(1.0, trials * fraction)
         if scheme == "bohb":
             strategy = "bo"
     elif scheme == "lc":
@@ -318,7 +318,7 @@ def report(rows: dict[str, list[dict[str, Any]]], lc: dict[str, dict[str, float]
         "",
         f"Tasks {', '.join(rows)}; seeds {args.seeds}; full search N = {args.trials} trials of "
         f"{'the task files’ epochs' if not args.epochs else f'E = {args.epochs} epochs'}; sh / hyperband / bohb budget "
-        f"{max(1, round(args.trials * args.cheap_fraction))} full-training equivalents (eta 3, epochs from the task file's cheapest rung "
+        f"{max(1.0, args.trials * args.cheap_fraction):g} full-training equivalents (eta 3, epochs from the task file's cheapest rung "
         f"to E, promotions continue from the lower rung's weights; bohb = BO proposals under sh); lc: N trials with "
         f"`--stop-early lc`; proposals: {args.strategy}. "
         f"{'Quick spaces (see QUICK_SPACE; mnist5k trained at 14 x 14 by every scheme). ' if not args.full else ''}"
