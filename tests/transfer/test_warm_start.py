@@ -90,3 +90,20 @@ def test_warm_started_evolution_evaluates_the_sources_best_first_and_resumes_exa
     assert resumed.warm is not None and [g.to_json() for g in resumed.warm.prior] == rec.spec["warm_start"]["prior"]
     resumed.run()
     assert len(store.trials(target.search_id)) == 8
+
+
+def test_auto_with_too_little_history_starts_cold_and_says_why():
+    from types import SimpleNamespace
+
+    from workbench.transfer.plan import MIN_SOURCE_TRIALS, plan_warm_start
+
+    pool = SPACE.pool()
+    few = SimpleNamespace(genotype_jsons=[pool[i].to_json() for i in range(MIN_SOURCE_TRIALS - 1)],
+                          values=[0.5] * (MIN_SOURCE_TRIALS - 1), meta_features={})
+    plan = plan_warm_start("auto", {"photo": few}, SPACE, "cora", {}, "bo", {}, ["sources", "prior"])
+    assert plan is not None and plan.sources == []
+    assert f"{MIN_SOURCE_TRIALS} or more finished" in plan.describe() and "starting cold" in plan.describe()
+    enough = SimpleNamespace(genotype_jsons=[pool[i].to_json() for i in range(MIN_SOURCE_TRIALS)],
+                             values=np.linspace(0.4, 0.6, MIN_SOURCE_TRIALS), meta_features={})
+    plan = plan_warm_start("auto", {"photo": enough}, SPACE, "cora", {}, "bo", {}, ["sources", "prior"])
+    assert [s.task for s in plan.sources] == ["photo"]

@@ -21,6 +21,8 @@ from workbench.transfer.sources import (
 )
 
 PRIOR_SIZE = 5
+#: A task needs this many finished full-fidelity trials in the store to be a warm-start source.
+MIN_SOURCE_TRIALS = 5
 
 
 @dataclass
@@ -54,7 +56,8 @@ class WarmStartPlan:
     def describe(self) -> str:
         """One line for the console."""
         if not self.sources:
-            return "warm start: no usable source tasks in this space; starting cold"
+            return (f"warm start: no other task in this space has {MIN_SOURCE_TRIALS} or more finished full-fidelity "
+                    "trials; starting cold")
         parts = [f"{s.task} {self.weights.weights.get(s.task, 0.0):.2f} ({self.weights.how.get(s.task)})" for s in self.sources]
         return f"warm start from {len(self.sources)} source(s): " + ", ".join(parts)
 
@@ -105,7 +108,7 @@ def plan_warm_start(
     mode, names = parse_warm_start(warm_start)
     if mode == "none":
         return None
-    available = sources_from_histories(histories, space)
+    available = sources_from_histories(histories, space, min_trials=MIN_SOURCE_TRIALS)
     sources = choose_sources(mode, names, available, target_task)
     weights = weigh_sources(sources, space, target_meta)
     k = int(options.get("population", PRIOR_SIZE * 2)) // 2 if strategy == "evolution" else PRIOR_SIZE
