@@ -51,6 +51,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _jobs import in_order  # noqa: E402  benchmarks/_jobs.py
+
 SCHEMES = ("full", "sh", "hyperband", "bohb", "lc")
 QUICK_SPACE = {
     "mnist1d": {"kind": "chain", "max_layers": 4, "kernels": [3, 5], "widths": [16, 32], "dense_widths": [64]},
@@ -132,10 +134,6 @@ def run_and_retrain(task, scheme: str, trials: int, seed: int, strategy: str, fr
     return r
 
 
-def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4f}"
-
-
 def retrain(evaluator, genotype_json: str | None, seed: int = 12345) -> float | None:
     """Test accuracy of the chosen architecture trained from scratch at full fidelity."""
     if genotype_json is None:
@@ -212,8 +210,8 @@ def mean_se(values: list[float | None]) -> tuple[float, float, int]:
     return statistics.fmean(v), statistics.stdev(v) / math.sqrt(len(v)), len(v)
 
 
-def fmt(m: float, se: float, digits: int = 4) -> str:
-    if math.isnan(m):
+def fmt(m: float | None, se: float = math.nan, digits: int = 4) -> str:
+    if m is None or math.isnan(m):
         return "-"
     return f"{m:.{digits}f}" + ("" if math.isnan(se) else f" +- {se:.{digits}f}")
 
@@ -250,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(int(os.environ.get("NASW_BENCH_THREADS", "1")))
     start = time.perf_counter()
+    deadline = start + args.time_limit if args.time_limit else None
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -260,32 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         task = bench_task(name, args.epochs or None, quick=not args.full)
         rows[name] = []
         jobs = [(seed, scheme) for seed in range(args.seeds) for scheme in schemes]
-        pool = None
-        if args.jobs > 1:
-            import multiprocessing as mp
-
-            pool = mp.get_context("spawn").Pool(args.jobs)
-            pending = [pool.apply_async(run_and_retrain, (task, scheme, args.trials, seed, args.strategy, args.cheap_fraction))
-                       for seed, scheme in jobs]
-        for k, (seed, scheme) in enumerate(jobs):
-            left = None if not args.time_limit else args.time_limit - (time.perf_counter() - start)
-            if left is not None and left <= 0:
-                out_of_time = True
-                break
-            if pool is None:
-                r = run_and_retrain(task, scheme, args.trials, seed, args.strategy, args.cheap_fraction)
-            else:
-                try:
-                    r = pending[k].get(timeout=left)
-                except mp.TimeoutError:
-                    out_of_time = True
-                    break
+        runs = in_order(run_and_retrain, [(task, scheme, args.trials, seed, args.strategy, args.cheap_fraction)
+                                          for seed, scheme in jobs], args.jobs, deadline)
+        for (seed, scheme), r in zip(jobs, runs):
             rows[name].append(r)
-            print(f"{name} seed {seed} {scheme:9s} val {_f(r['val'])} test {_f(r['test'])} retrained "
-                  f"{_f(r['retrained'])} compute {r['compute']:7.1f} s ({r['equivalents']:.2f} full) "
+            print(f"{name} seed {seed} {scheme:9s} val {fmt(r['val'])} test {fmt(r['test'])} retrained "
+                  f"{fmt(r['retrained'])} compute {r['compute']:7.1f} s ({r['equivalents']:.2f} full) "
                   f"trials {r['trials']:3d} stopped {r['stopped']:2d} wall {r['wall']:.0f} s", flush=True)
-        if pool is not None:
-            pool.terminate()
+        out_of_time = out_of_time or len(rows[name]) < len(jobs)
         curves = [c for r in rows[name] for c in r["curves"]]
         saved_curves[name] = [list(c) for c in curves]
         lc[name] = lc_offline(curves, args.lc_orders, **rule_options)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -191,7 +190,6 @@ def main() -> None:
     out.write_text(text + "\n")
     print(json.dumps({"overhead": overhead, "per_trial_s": per_trial,
                       "speedup_pool_2": (ref.get("pool") or 0) / next(w for e, n, w, _, _ in rows if e == "pool" and n == 2)}))
-    _ = statistics
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _jobs import in_order  # benchmarks/_jobs.py
+
 LARGE = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv")
 STRATEGIES = ("random", "evolution", "rl", "bo", "tpe")
 CHECKPOINTS = (10, 30, 100)
@@ -189,26 +191,8 @@ def main() -> None:
     order = {"bo": 0, "rl": 1, "tpe": 2, "evolution": 3, "random": 4}
     jobs.sort(key=lambda j: (datasets.index(j[1]), order.get(j[0], 5)))
     t0 = time.perf_counter()
-    results: list[dict] = []
-    if args.jobs > 1:
-        import multiprocessing as mp
-
-        pool = mp.get_context("spawn").Pool(args.jobs)
-        pending = [pool.apply_async(run_one, j) for j in jobs]
-        for res in pending:
-            left = None if args.deadline is None else args.deadline - (time.perf_counter() - t0)
-            if left is not None and left <= 0:
-                break
-            try:
-                results.append(res.get(timeout=left))
-            except mp.TimeoutError:
-                break
-        pool.terminate()
-    else:
-        for j in jobs:
-            if args.deadline is not None and time.perf_counter() - t0 > args.deadline:
-                break
-            results.append(run_one(*j))
+    deadline = None if args.deadline is None else t0 + args.deadline
+    results: list[dict] = list(in_order(run_one, jobs, args.jobs, deadline))
     if len(results) < len(jobs):
         print(f"deadline reached: {len(results)} of {len(jobs)} searches finished; summarising those", flush=True)
     wall = time.perf_counter() - t0

@@ -51,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _jobs import in_order  # benchmarks/_jobs.py
+
 LARGE = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv")
 METHODS = ("rgpe", "mtgp", "cold", "random", "naive")
 CHECKPOINTS = (5, 10, 20, 50)
@@ -415,26 +417,8 @@ def main() -> None:
             for t in targets for s in range(args.seeds) for m in methods]
     # target by target, seed by seed (so a deadline leaves complete paired comparisons)
     t0 = time.perf_counter()
-    results: list[dict] = []
-    if args.jobs > 1:
-        import multiprocessing as mp
-
-        pool = mp.get_context("spawn").Pool(args.jobs)
-        pending = [pool.apply_async(run_one, j) for j in jobs]
-        for res in pending:
-            left = None if args.deadline is None else args.deadline - (time.perf_counter() - t0)
-            if left is not None and left <= 0:
-                break
-            try:
-                results.append(res.get(timeout=left))
-            except mp.TimeoutError:
-                break
-        pool.terminate()
-    else:
-        for j in jobs:
-            if args.deadline is not None and time.perf_counter() - t0 > args.deadline:
-                break
-            results.append(run_one(*j))
+    deadline = None if args.deadline is None else t0 + args.deadline
+    results: list[dict] = list(in_order(run_one, jobs, args.jobs, deadline))
     # keep only complete seeds (every method) so comparisons are paired
     complete = {(r["target"], r["seed"]) for r in results
                 if sum(1 for q in results if q["target"] == r["target"] and q["seed"] == r["seed"]) == len(methods)}

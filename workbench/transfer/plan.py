@@ -11,6 +11,7 @@ import numpy as np
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.transfer.sources import (
+    MIN_SOURCE_TRIALS,
     SourceHistory,
     SourceWeights,
     choose_sources,
@@ -21,8 +22,6 @@ from workbench.transfer.sources import (
 )
 
 PRIOR_SIZE = 5
-#: A task needs this many finished full-fidelity trials in the store to be a warm-start source.
-MIN_SOURCE_TRIALS = 5
 
 
 @dataclass
@@ -108,7 +107,7 @@ def plan_warm_start(
     mode, names = parse_warm_start(warm_start)
     if mode == "none":
         return None
-    available = sources_from_histories(histories, space, min_trials=MIN_SOURCE_TRIALS)
+    available = sources_from_histories(histories, space)
     sources = choose_sources(mode, names, available, target_task)
     weights = weigh_sources(sources, space, target_meta)
     k = int(options.get("population", PRIOR_SIZE * 2)) // 2 if strategy == "evolution" else PRIOR_SIZE

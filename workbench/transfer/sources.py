@@ -57,7 +57,12 @@ class SourceHistory:
         return [self.genotypes[i] for i in order[:k]]
 
 
-def sources_from_histories(histories: Mapping[str, Any], space: SearchSpace, min_trials: int = 5) -> list[SourceHistory]:
+#: A task needs this many finished full-fidelity trials in the store to be a warm-start source.
+MIN_SOURCE_TRIALS = 5
+
+
+def sources_from_histories(histories: Mapping[str, Any], space: SearchSpace,
+                           min_trials: int = MIN_SOURCE_TRIALS) -> list[SourceHistory]:
     """Turn the metastore's task histories into validated sources (bad genotypes are skipped).
 
     Args:

@@ -70,12 +70,15 @@ def top_log_ei(gp: GPModel, x: Tensor, best_f: float, k: int = 1, chunk: int = 1
             kth = torch.topk(torch.cat(values), k).values[-1]
             if bool(bound[pos] < kth):
                 break
-    rows_t, values_t = torch.cat(rows), torch.cat(values)
-    # best first; equal values by lower row index
-    key = torch.argsort(rows_t, stable=True)
-    rows_t, values_t = rows_t[key], values_t[key]
-    best = torch.argsort(-values_t, stable=True)[:k]
-    return rows_t[best], values_t[best]
+    return best_k(torch.cat(rows), torch.cat(values), k)
+
+
+def best_k(index: Tensor, values: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` entries with the largest ``values``, best first, equal values by lower ``index``."""
+    key = torch.argsort(index, stable=True)
+    index, values = index[key], values[key]
+    best = torch.argsort(-values, stable=True)[:k]
+    return index[best], values[best]
 
 
 def _evaluate(acq, x: Tensor, chunk: int) -> Tensor:

@@ -59,6 +59,7 @@ from torch import Tensor
 
 from workbench.errors import InvalidGenotype, UserError
 from workbench.space.genotype import Genotype
+from workbench.strategy.bo.acquisition import best_k
 from workbench.strategy.bo.model import (
     DTYPE,
     MAX_NOISE,
@@ -507,11 +508,8 @@ def top_log_ei_rows(model: Any, cands: Candidates, rows: np.ndarray, best_f: flo
             kth = torch.topk(torch.cat(values), k).values[-1]
             if bool(bound[pos] < kth):
                 break
-    pos_t, values_t = torch.cat(seen_pos), torch.cat(values)
-    key = torch.argsort(pos_t, stable=True)
-    pos_t, values_t = pos_t[key], values_t[key]
-    best = torch.argsort(-values_t, stable=True)[:k]
-    return pos_t[best].numpy(), values_t[best]
+    pos_t, values_t = best_k(torch.cat(seen_pos), torch.cat(values), k)
+    return pos_t.numpy(), values_t
 
 
 # -- RGPE -------------------------------------------------------------------------------------------
