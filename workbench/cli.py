@@ -62,8 +62,9 @@ def tasks_cmd() -> None:
     from workbench.task import list_tasks
 
     table = Table("task", "kind", "dataset", "space", "objective")
-    table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=60)
-    table.columns[0].no_wrap = True
+    table.add_column("description", max_width=60)  # wraps, so a narrow terminal keeps every column
+    for col in table.columns[:-1]:
+        col.no_wrap = True
     for t in list_tasks():
         table.add_row(t.name, t.kind, str(t.dataset.get("name", t.dataset.get("loader"))), t.space.get("kind", "?"), t.objective, t.description)
     Console().print(table)

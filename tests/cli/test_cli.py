@@ -105,6 +105,14 @@ def test_tasks_lists_shipped_tasks(capsys):
     assert code == 0 and "digits" in out and "mnist1d" in out
 
 
+def test_tasks_table_keeps_every_column_in_an_80_column_terminal(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["tasks"], capsys)
+    row = next(line for line in out.splitlines() if line.startswith("│ digits "))
+    assert code == 0 and all(w in row for w in ("trained", "chain", "val_accuracy"))
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
