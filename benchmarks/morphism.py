@@ -57,24 +57,27 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def _task_and_evaluator(name: str, epochs: int, device: str):
-    """The task (epochs overridden), its space and a trainer (``finetune_epochs`` set per run)."""
+def _task_and_evaluator(name: str, epochs: int, device: str, sp: tuple[float, float] | None = None):
+    """The task (epochs and, if given, shrink and perturb overridden), its space and a trainer
+    (``finetune_epochs`` set per run)."""
     from workbench.evaluate.factory import evaluator_for, space_for
     from workbench.task import load_task, parse_task_dict
 
     task = load_task(name)
     d = task.to_dict()
     d["training"] = {**d["training"], "epochs": int(epochs)}
+    if sp is not None:
+        d["training"].update(finetune_shrink=float(sp[0]), finetune_perturb=float(sp[1]))
     task = parse_task_dict(d)
     return task, space_for(task), evaluator_for(task, device=device)
 
 
-def _source_evaluator(name: str, epochs: int, device: str):
+def _source_evaluator(name: str, epochs: int, device: str, sp: tuple[float, float] | None = None):
     """The trainer of the other task whose weights are carried over to ``name``."""
     from workbench.data.base import Splits, split_arrays
     from workbench.evaluate.trainer import TrainedEvaluator
 
-    _, _, target = _task_and_evaluator(name, epochs, device)
+    _, _, target = _task_and_evaluator(name, epochs, device, sp)
     cfg = target.config
     if SOURCE[name] == "mnist5k":
         from workbench.data.base import load_splits
@@ -122,7 +125,8 @@ def _epochs_to_target(ev, g, init_state, target: float, full: int, seed: int) ->
     return out
 
 
-def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross: bool, threads: int) -> dict[str, Any]:
+def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross: bool, threads: int,
+             sp: tuple[float, float] | None = None) -> dict[str, Any]:
     """Train one (parent, morphed child) pair every way; returns the measurements."""
     import numpy as np
     import torch
@@ -133,7 +137,7 @@ def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross:
 
     _threads(threads)
     t0 = time.perf_counter()
-    task, space, ev = _task_and_evaluator(dataset, full, device)
+    task, space, ev = _task_and_evaluator(dataset, full, device, sp)
     shape, n_classes = ev.splits.input_shape, ev.splits.n_classes
     rng = np.random.default_rng([seed, index, zlib.crc32(dataset.encode())])
     for _ in range(1000):
@@ -166,7 +170,7 @@ def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross:
         "scratch_val_at_third": scratch_third, "inherited": inherited,
     }
     if cross:
-        src = _source_evaluator(dataset, full, device)
+        src = _source_evaluator(dataset, full, device, sp)
         src_parent = src.evaluate(parent_g, seed=s + 2)
         state, notes = inherit_state(parent_g, src_parent.state_dict, steps, child_g, shape, n_classes,
                                      other_task=True, seed=s)
@@ -178,7 +182,8 @@ def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross:
     return out
 
 
-def search_job(dataset: str, strategy: str, budget: int, full: int, device: str, seed: int, threads: int) -> dict[str, Any]:
+def search_job(dataset: str, strategy: str, budget: int, full: int, device: str, seed: int, threads: int,
+               sp: tuple[float, float] | None = None, children: int = 4) -> dict[str, Any]:
     """One search on a memory store; wall-clock and the best trial's test accuracy."""
     from metastore import open_store
     from workbench.loop import Search
@@ -186,9 +191,10 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
     from workbench.strategy.hillclimb import HillClimb
 
     _threads(threads)
-    task, space, ev = _task_and_evaluator(dataset, full, device)
+    task, space, ev = _task_and_evaluator(dataset, full, device, sp)
     if strategy == "hillclimb":
-        strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape)
+        strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, n_classes=ev.splits.n_classes,
+                          children=children)
     else:
         strat = RegularizedEvolution(space, seed=seed)
     store = open_store("memory://")
@@ -287,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--children", type=int, default=4,
+                   help="hillclimb: candidate children per proposal, the cheapest is trained (1: the first)")
+    p.add_argument("--strategies", default="evolution,hillclimb", help="searches to run (comma-separated)")
+    p.add_argument("--shrink-perturb", type=float, nargs=2, default=None, metavar=("SHRINK", "PERTURB"),
+                   help="override [training] finetune_shrink and finetune_perturb (1 0: fine-tune the exact "
+                        "morphed weights); default: the task's (0.3 0.1)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds; then write what finished")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "morphism.md"))
     a = p.parse_args(argv)
@@ -305,15 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     deadline = None if a.time_limit is None else start + a.time_limit
     jobs: list[tuple[str, tuple]] = []
+    sp = None if a.shrink_perturb is None else tuple(a.shrink_perturb)
     if not a.no_search:  # the longest jobs first
         for ds in a.datasets:
             for s in range(a.seeds):
-                for strat in ("evolution", "hillclimb"):
-                    jobs.append(("search", (ds, strat, budget, epochs[ds], a.device, a.seed + s, a.threads)))
+                for strat in a.strategies.split(","):
+                    jobs.append(("search", (ds, strat, budget, epochs[ds], a.device, a.seed + s, a.threads, sp,
+                                            a.children)))
     if not a.no_pairs:
         for ds in a.datasets:
             for i in range(n_pairs):
-                jobs.append(("pair", (ds, i, epochs[ds], a.device, a.seed, not a.no_cross, a.threads)))
+                jobs.append(("pair", (ds, i, epochs[ds], a.device, a.seed, not a.no_cross, a.threads, sp)))
     print(f"{len(jobs)} jobs on {a.jobs} worker(s), device {a.device}; E = {epochs}, {n_pairs} pairs, "
           f"{budget}-trial searches", flush=True)
     pairs: list[dict[str, Any]] = []
@@ -361,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `python benchmarks/morphism.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
         f"Device: {a.device}, {a.jobs} worker(s) x {a.threads} thread(s), {platform.node()} ({os.cpu_count()} CPUs); "
-        f"E = {epochs}; {n_pairs} pairs per dataset; {budget}-trial searches x {a.seeds} seed(s); {total:.0f} s in all.",
+        f"E = {epochs}; {n_pairs} pairs per dataset; {budget}-trial searches x {a.seeds} seed(s); "
+        f"inherited weights shrunk and perturbed {'as in the task files' if sp is None else sp}; {total:.0f} s in all.",
         "",
         "## Pairs (parent, morphed child)",
         "",

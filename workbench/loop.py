@@ -828,7 +828,8 @@ def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any],
     """Complete the options of strategies that propose network morphisms (recorded for resume).
 
     * ``input_shape`` (the task's example shape) for ``hillclimb`` and ``evolution`` with
-      ``morph``, so they leave out morphism sites that cannot preserve the function;
+      ``morph``, so they leave out morphism sites that cannot preserve the function, and
+      ``n_classes`` for ``hillclimb`` (it prices its candidate children in multiply-adds);
     * ``start_trial=ID`` (``hillclimb``; a trial of any task, a unique id prefix is enough):
       its genotype becomes ``start_genotype`` and the first trial inherits its weights.
     """
@@ -836,6 +837,8 @@ def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any],
     splits = getattr(evaluator, "splits", None)
     if uses_morphs and splits is not None and "input_shape" not in options:
         options["input_shape"] = [int(x) for x in splits.input_shape]
+    if strategy_name == "hillclimb" and splits is not None and "n_classes" not in options:
+        options["n_classes"] = int(splits.n_classes)
     if strategy_name == "hillclimb" and options.get("start_trial") and "start_genotype" not in options:
         from workbench.lineage import resolve_trial
 

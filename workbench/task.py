@@ -187,6 +187,11 @@ def parse_task_dict(doc: Any, where: str = "task", default_name: str = "", path:
             isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
         ):
             raise TaskError(f"{where}: [training] {key} must be a positive finite number, got {value!r}")
+    shrink, perturb = training.get("finetune_shrink", 0.3), training.get("finetune_perturb", 0.1)
+    if not (isinstance(shrink, (int, float)) and not isinstance(shrink, bool) and 0 < shrink <= 1):
+        raise TaskError(f"{where}: [training] finetune_shrink must be in (0, 1], got {shrink!r}")
+    if not (isinstance(perturb, (int, float)) and not isinstance(perturb, bool) and 0 <= perturb < float("inf")):
+        raise TaskError(f"{where}: [training] finetune_perturb must be a non-negative number, got {perturb!r}")
     meta = _table(doc, "meta_features", where)
     bad = {k: v for k, v in meta.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
     if bad:

@@ -117,3 +117,32 @@ def test_evolution_with_morph_names_the_tournament_winner():
     assert all(not p.morphisms for p in drive(plain, 10))
     with pytest.raises(UserError):
         RegularizedEvolution(space, morph=True, morph_steps=0)
+
+
+def test_multiply_adds_count_convolutions_and_dense_layers():
+    from workbench.nn.cost import multiply_adds
+
+    space = ChainSpace(max_layers=4, kernels=[3, 5], widths=[8, 16], dense_widths=[32])
+    small = space.make([{"op": "conv", "kernel": 3, "width": 8, "act": "relu"}])
+    wide = space.make([{"op": "conv", "kernel": 3, "width": 16, "act": "relu"}])
+    long_kernel = space.make([{"op": "conv", "kernel": 5, "width": 8, "act": "relu"}])
+    a = multiply_adds(small, (1, 40), 10)
+    # 1-D input of length 40 ('same' conv: 40 x 8 outputs of 3 inputs each), then the head
+    assert a >= 40 * 8 * 3
+    assert multiply_adds(wide, (1, 40), 10) > a and multiply_adds(long_kernel, (1, 40), 10) > a
+    assert multiply_adds(small, (1, 40), 10) == a  # deterministic
+
+
+def test_the_cheapest_of_the_candidate_children_is_proposed():
+    from workbench.nn.cost import multiply_adds
+
+    space = ChainSpace(max_layers=6, kernels=[3, 5, 7], widths=[16, 32, 64], dense_widths=[32, 64])
+    costs = {}
+    for children in (1, 6):
+        s = HillClimb(space, seed=3, input_shape=(1, 40), children=children)
+        props = drive(s, 10)
+        costs[children] = sum(multiply_adds(p.genotype, (1, 40)) for p in props[1:])
+        assert all(p.parent_trial for p in props[1:])
+    assert costs[6] < costs[1]
+    with pytest.raises(UserError, match="children"):
+        HillClimb(space, children=0)

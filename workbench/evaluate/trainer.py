@@ -16,6 +16,7 @@ from workbench.data.base import Splits
 from workbench.errors import TrialFailed, UserError
 from workbench.evaluate.base import EpochCallback, EvalResult, StopTraining
 from workbench.evaluate.fidelity import Fidelity
+from workbench.evaluate.shrink_perturb import check_shrink_perturb, shrink_perturb
 from workbench.nn.build import build_model
 from workbench.space.genotype import Genotype
 
@@ -37,6 +38,11 @@ class TrainConfig:
             morphism of its parent, or weights from another task); None: a third of ``epochs``
             (at least 1). The learning rate is cosine-annealed over these epochs.
         finetune_lr: Peak learning rate of such a child (None: ``lr``).
+        finetune_shrink: Such a child's inherited conv and dense weights are multiplied by this
+            before fine-tuning ...
+        finetune_perturb: ... and this much of a fresh initialisation is added (shrink and
+            perturb, Ash & Adams 2020: closes the gap between fine-tuned children and the same
+            architecture trained from scratch; 1 and 0 keep the morphed function exactly).
     """
 
     epochs: int = 20
@@ -49,6 +55,8 @@ class TrainConfig:
     device: str | None = None
     finetune_epochs: int | None = None
     finetune_lr: float | None = None
+    finetune_shrink: float = 0.3
+    finetune_perturb: float = 0.1
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -57,7 +65,9 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise UserError(f"unknown [training] settings {sorted(unknown)}; expected some of {sorted(names)}")
-        return cls(**dict(d))
+        cfg = cls(**dict(d))
+        check_shrink_perturb(cfg.finetune_shrink, cfg.finetune_perturb)
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -269,6 +279,7 @@ class TrainedEvaluator:
         model = self.build(genotype, seed, fidelity)
         loaded = False
         if init_state is not None:
+            fresh = {k: v.detach().clone() for k, v in model.state_dict().items()}
             try:
                 model.load_state_dict(init_state)
             except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
@@ -278,6 +289,7 @@ class TrainedEvaluator:
                 loaded = True
                 if fidelity is None or not fidelity.start_epoch:
                     cfg = cfg.finetune()
+                    shrink_perturb(model, fresh, cfg.finetune_shrink, cfg.finetune_perturb)
         if fidelity is not None:
             continuing = loaded and fidelity.start_epoch > 0
             if loaded and not continuing:

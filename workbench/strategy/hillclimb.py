@@ -56,6 +56,11 @@ class HillClimb(Strategy):
         parents: When the incumbent has no new morphism child (its layers, widths and kernels
             are at the space's limits), the next best of the ``parents`` best trials is grown
             instead; only when none of them can grow is the incumbent mutated.
+        children: Candidate children drawn per proposal; the one that costs least to train
+            (fewest multiply-adds for ``input_shape``) is proposed, so the climb grows a network
+            by its cheapest edits first and pays for big layers only when small ones stop
+            helping. 1: the first random child (no input shape: always the first).
+        n_classes: The task's classes (the classifier head's share of the cost).
     """
 
     name = "hillclimb"
@@ -72,12 +77,19 @@ class HillClimb(Strategy):
         start_genotype: str | None = None,
         start_trial: str | None = None,
         parents: int = 3,
+        children: int = 4,
+        n_classes: int = 10,
     ) -> None:
         super().__init__(space, seed)
         if int(max_steps) < 1 or int(start_samples) < 1:
             raise UserError(f"hillclimb needs max_steps >= 1 and start_samples >= 1; got {max_steps}, {start_samples}")
         self.max_steps = int(max_steps)
         self.parents = max(1, int(parents))
+        if int(children) < 1:
+            raise UserError(f"hillclimb needs children >= 1; got {children}")
+        self.children = int(children)
+        self.n_classes = int(n_classes)
+        self._costs: dict[str, int] = {}
         self.start_samples = int(start_samples)
         self.ops = None if ops is None else tuple(str(o) for o in ops)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
@@ -132,8 +144,11 @@ class HillClimb(Strategy):
         return min(new, key=rank)
 
     def _morphed(self, parent: Observation, rng: np.random.Generator, taken: set[str]) -> Proposal | None:
-        """A new child of ``parent`` through random morphism steps, or None when it has none."""
-        for _ in range(12):
+        """The cheapest of up to ``children`` new children of ``parent`` through random morphism
+        steps, or None when it has none."""
+        found_children: dict[str, tuple[Genotype, tuple]] = {}
+        want = self.children if self.input_shape is not None else 1
+        for _ in range(12 * want):
             n = int(rng.integers(1, self.max_steps + 1))
             found = random_morphisms(
                 parent.genotype, rng, n, space=self.space, input_shape=self.input_shape, ops=self.ops
@@ -141,11 +156,26 @@ class HillClimb(Strategy):
             if found is None:
                 break
             g, steps = found
-            if self.is_new(g, taken):
-                if parent.trial_id is None:
-                    return Proposal(g)
-                return Proposal(g, parent_trial=parent.trial_id, morphisms=steps)
-        return None
+            if self.is_new(g, taken) and g.key not in found_children:
+                found_children[g.key] = (g, tuple(steps))
+                if len(found_children) >= want:
+                    break
+        if not found_children:
+            return None
+        g, steps = min(found_children.values(), key=lambda c: self._cost(c[0]))  # ties: first drawn
+        if parent.trial_id is None:
+            return Proposal(g)
+        return Proposal(g, parent_trial=parent.trial_id, morphisms=steps)
+
+    def _cost(self, g: Genotype) -> int:
+        """Multiply-adds of ``g``'s network for the task's input (cached); 0 without an input shape."""
+        if self.input_shape is None:
+            return 0
+        if g.key not in self._costs:
+            from workbench.nn.cost import multiply_adds
+
+            self._costs[g.key] = multiply_adds(g, self.input_shape, self.n_classes)
+        return self._costs[g.key]
 
     def _mutant(self, parent: Observation, rng: np.random.Generator, taken: set[str]) -> Proposal:
         """A mutation of ``parent`` (trained from scratch), else a fresh sample."""
