@@ -146,3 +146,18 @@ def test_the_cheapest_of_the_candidate_children_is_proposed():
     assert costs[6] < costs[1]
     with pytest.raises(UserError, match="children"):
         HillClimb(space, children=0)
+
+
+def test_children_keep_inheriting_from_the_best_trial_that_can_still_grow():
+    from workbench.space.morphs import morph_sites
+
+    space = ChainSpace(max_layers=3, kernels=[3, 5], widths=[8, 16], dense_widths=[16])
+    s = HillClimb(space, seed=2)
+    for i in range(30):
+        (p,) = s.ask(1)
+        growable = [o for o in sorted(s.successes, key=lambda o: o.value, reverse=True)
+                    if morph_sites(o.genotype, space=space)]
+        if s.successes and growable:
+            assert p.parent_trial is not None and p.morphisms  # not a from-scratch mutant
+            assert p.parent_trial in [o.trial_id for o in growable]
+        s.tell([Observation(p.genotype, score(p.genotype), trial_id=f"t{i}")])

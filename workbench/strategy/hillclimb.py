@@ -54,8 +54,9 @@ class HillClimb(Strategy):
         start_genotype: A genotype (JSON) to start from, e.g. one trained on another task ...
         start_trial: ... and the trial whose weights it inherits (from any task in the store).
         parents: When the incumbent has no new morphism child (its layers, widths and kernels
-            are at the space's limits), the next best of the ``parents`` best trials is grown
-            instead; only when none of them can grow is the incumbent mutated.
+            are at the space's limits), the next best trial that can still grow is grown instead,
+            among the ``parents`` best (None: among all), so children keep inheriting; only when
+            none of them can grow is the incumbent mutated (trained from scratch).
         children: Candidate children drawn per proposal; the one that costs least to train
             (fewest multiply-adds for ``input_shape``) is proposed, so the climb grows a network
             by its cheapest edits first and pays for big layers only when small ones stop
@@ -76,7 +77,7 @@ class HillClimb(Strategy):
         prior: Sequence[Genotype] = (),
         start_genotype: str | None = None,
         start_trial: str | None = None,
-        parents: int = 3,
+        parents: int | None = None,
         children: int = 4,
         n_classes: int = 10,
     ) -> None:
@@ -84,7 +85,7 @@ class HillClimb(Strategy):
         if int(max_steps) < 1 or int(start_samples) < 1:
             raise UserError(f"hillclimb needs max_steps >= 1 and start_samples >= 1; got {max_steps}, {start_samples}")
         self.max_steps = int(max_steps)
-        self.parents = max(1, int(parents))
+        self.parents = None if parents is None else max(1, int(parents))
         if int(children) < 1:
             raise UserError(f"hillclimb needs children >= 1; got {children}")
         self.children = int(children)
