@@ -303,19 +303,23 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
     from rich.table import Table
 
     obj = rec.objective
-    table = Table("no", "trial", "state", obj, "test_accuracy", "params", "seconds",
-                  title=f"search {sid}: {rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}")
-    table.add_column("genotype / reason", no_wrap=True, overflow="ellipsis", min_width=16, max_width=36)
-    for col in table.columns[:-1]:
+    from rich import box
+
+    short = {"val_accuracy": "val acc", "test_accuracy": "test acc", "neg_val_loss": "-val loss"}
+    table = Table("no", "trial", "state", short.get(obj, obj), "test acc", "params", "secs", box=box.SIMPLE_HEAD,
+                  pad_edge=False, title=f"{rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}",
+                  caption=f"search {sid}")
+    table.add_column("genotype / reason", overflow="fold", min_width=8, max_width=36)
+    for col in table.columns[:-1]:  # in a narrow terminal only the genotype gives way (it wraps)
         col.no_wrap = True
-        col.min_width = {"no": 2, "trial": 12, "state": 8}.get(str(col.header), 6)
+        col.min_width = len(str(col.header))
     best = max((t for t in trials if t.state == "finished" and obj in t.metrics), key=lambda t: t.metrics[obj], default=None)
     for t in trials:
         style = "bold green" if best is not None and t.trial_id == best.trial_id else ("red" if t.state == "failed" else None)
         detail = t.reason if t.state == "failed" else _short_genotype(t.genotype_json)
         params = t.metrics.get("params")
         table.add_row(
-            str(t.number), t.trial_id[:12], t.state, _fmt(t.metrics.get(obj)), _fmt(t.metrics.get("test_accuracy")),
+            str(t.number), t.trial_id[:10], t.state, _fmt(t.metrics.get(obj)), _fmt(t.metrics.get("test_accuracy")),
             "-" if params is None else f"{int(params):,}", _fmt(t.metrics.get("train_seconds"), 1), detail or "", style=style,
         )
     Console().print(table)

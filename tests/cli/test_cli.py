@@ -64,6 +64,12 @@ def test_search_ls_show_on_default_sqlite_store(workdir, capsys):
 
     code, out, _ = run(["show", result["search_id"]], capsys)
     assert code == 0 and "tiny-digits" in out
+    with pytest.MonkeyPatch.context() as mp:  # an 80-column terminal keeps the number and the trial id
+        mp.setenv("COLUMNS", "80")
+        code, out, _ = run(["show", result["search_id"]], capsys)
+    rows = [line for line in out.splitlines() if shown["trials"][0]["trial_id"][:10] in line]
+    assert code == 0 and len(rows) == 1 and rows[0].split()[0] == "0", out
+    assert max(len(line) for line in out.splitlines()) <= 80
 
     # MLflow itself shows nested trials with learning curves and genotype artifacts.
     from mlflow.tracking import MlflowClient
