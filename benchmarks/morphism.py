@@ -183,7 +183,8 @@ def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross:
 
 
 def search_job(dataset: str, strategy: str, budget: int, full: int, device: str, seed: int, threads: int,
-               sp: tuple[float, float] | None = None, children: int = 4) -> dict[str, Any]:
+               sp: tuple[float, float] | None = None, children: int = 4, margin: float = 0.0,
+               initial: int = 1) -> dict[str, Any]:
     """One search on a memory store; wall-clock and the best trial's test accuracy."""
     from metastore import open_store
     from workbench.loop import Search
@@ -194,7 +195,7 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
     task, space, ev = _task_and_evaluator(dataset, full, device, sp)
     if strategy == "hillclimb":
         strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, n_classes=ev.splits.n_classes,
-                          children=children)
+                          children=children, margin=margin, initial=initial)
     else:
         strat = RegularizedEvolution(space, seed=seed)
     store = open_store("memory://")
@@ -295,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--children", type=int, default=4,
                    help="hillclimb: candidate children per proposal, the cheapest is trained (1: the first)")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="hillclimb: grow the cheapest trial within this much of the best objective")
+    p.add_argument("--initial", type=int, default=1, help="hillclimb: random trials before the climb")
     p.add_argument("--strategies", default="evolution,hillclimb", help="searches to run (comma-separated)")
     p.add_argument("--shrink-perturb", type=float, nargs=2, default=None, metavar=("SHRINK", "PERTURB"),
                    help="override [training] finetune_shrink and finetune_perturb (1 0: fine-tune the exact "
@@ -323,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in range(a.seeds):
                 for strat in a.strategies.split(","):
                     jobs.append(("search", (ds, strat, budget, epochs[ds], a.device, a.seed + s, a.threads, sp,
-                                            a.children)))
+                                            a.children, a.margin, a.initial)))
     if not a.no_pairs:
         for ds in a.datasets:
             for i in range(n_pairs):

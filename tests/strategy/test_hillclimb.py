@@ -161,3 +161,22 @@ def test_children_keep_inheriting_from_the_best_trial_that_can_still_grow():
             assert p.parent_trial is not None and p.morphisms  # not a from-scratch mutant
             assert p.parent_trial in [o.trial_id for o in growable]
         s.tell([Observation(p.genotype, score(p.genotype), trial_id=f"t{i}")])
+
+
+def test_initial_random_trials_then_the_climb_and_a_margin_grows_the_cheapest_near_best():
+    from workbench.nn.cost import multiply_adds
+    from workbench.space.morphs import morph_sites
+
+    space = ChainSpace(max_layers=5, kernels=[3, 5], widths=[8, 16, 32], dense_widths=[16, 32])
+    s = HillClimb(space, seed=4, input_shape=(1, 40), initial=4, margin=1.0)  # every trial is "near best"
+    props = drive(s, 12)
+    assert all(p.parent_trial is None for p in props[:4]) and all(p.parent_trial for p in props[4:])
+    cost = {f"t{i}": multiply_adds(p.genotype, (1, 40)) for i, p in enumerate(props)}
+    for i in range(4, 12):
+        growable = [f"t{j}" for j in range(i) if morph_sites(props[j].genotype, space=space, input_shape=(1, 40))]
+        assert props[i].parent_trial in growable
+    # the first climb step grows the cheapest of the (all near-best) random trials
+    assert props[4].parent_trial == min((f"t{j}" for j in range(4)), key=cost.get)
+    for bad in ({"initial": 0}, {"margin": -0.1}):
+        with pytest.raises(UserError):
+            HillClimb(space, **bad)

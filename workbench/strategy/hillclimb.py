@@ -62,6 +62,12 @@ class HillClimb(Strategy):
             by its cheapest edits first and pays for big layers only when small ones stop
             helping. 1: the first random child (no input shape: always the first).
         n_classes: The task's classes (the classifier head's share of the cost).
+        initial: Trials at the start that are random samples trained from scratch (the first is
+            the small start network); the climb then grows the best of them. 1: NASH's single
+            small start.
+        margin: Trials whose objective is within ``margin`` of the best count as equally good,
+            and the cheapest of them (multiply-adds) is grown: a noisy validation split does not
+            push the climb to bigger networks for gains it cannot tell from noise. 0: the best.
     """
 
     name = "hillclimb"
@@ -80,6 +86,8 @@ class HillClimb(Strategy):
         parents: int | None = None,
         children: int = 4,
         n_classes: int = 10,
+        margin: float = 0.0,
+        initial: int = 1,
     ) -> None:
         super().__init__(space, seed)
         if int(max_steps) < 1 or int(start_samples) < 1:
@@ -90,6 +98,12 @@ class HillClimb(Strategy):
             raise UserError(f"hillclimb needs children >= 1; got {children}")
         self.children = int(children)
         self.n_classes = int(n_classes)
+        if not float(margin) >= 0.0:
+            raise UserError(f"hillclimb needs margin >= 0; got {margin}")
+        self.margin = float(margin)
+        if int(initial) < 1:
+            raise UserError(f"hillclimb needs initial >= 1; got {initial}")
+        self.initial = int(initial)
         self._costs: dict[str, int] = {}
         self.start_samples = int(start_samples)
         self.ops = None if ops is None else tuple(str(o) for o in ops)
@@ -124,6 +138,11 @@ class HillClimb(Strategy):
         ranked = sorted(self.successes, key=lambda o: o.value, reverse=True)  # stable: ties keep tell order
         if not ranked:
             return Proposal(self._small_start(rng, taken))
+        if len(self.history) + len(taken) < self.initial:  # taken: pending and this ask's
+            return Proposal(self.fresh_sample(rng, taken))
+        if self.margin > 0 and self.input_shape is not None:  # the cheapest of the near-best first
+            near = [o for o in ranked if o.value >= ranked[0].value - self.margin]
+            ranked = sorted(near, key=lambda o: self._cost(o.genotype)) + ranked[len(near):]
         for parent in ranked[: self.parents]:
             child = self._morphed(parent, rng, taken)
             if child is not None:
