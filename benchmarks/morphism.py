@@ -187,15 +187,16 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
                initial: int = 1) -> dict[str, Any]:
     """One search on a memory store; wall-clock and the best trial's test accuracy."""
     from metastore import open_store
-    from workbench.loop import Search
+    from workbench.loop import Search, price_genotypes
     from workbench.strategy.evolution import RegularizedEvolution
     from workbench.strategy.hillclimb import HillClimb
 
     _threads(threads)
     task, space, ev = _task_and_evaluator(dataset, full, device, sp)
     if strategy == "hillclimb":
-        strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, n_classes=ev.splits.n_classes,
-                          children=children, margin=margin, initial=initial)
+        strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, children=children, margin=margin,
+                          initial=initial)
+        price_genotypes(strat, ev)
     else:
         strat = RegularizedEvolution(space, seed=seed)
     store = open_store("memory://")

@@ -756,6 +756,7 @@ def new_search(
     if warm is not None and echo is not None:
         echo(warm.describe())
     strategy = make_strategy(strategy_name, space, seed=seed, **options, **(warm.strategy_kwargs if warm else {}))
+    price_genotypes(strategy, evaluator)
     execu = make_executor(executor, workers, store, task, device=device, address=address, trainable=space.trainable)
     fkw = fidelity_setup(task, space, evaluator, budget, scheduler, scheduler_options, stop_early, stop_options)
     search = Search(store, task, strategy, evaluator, space, budget, seed, progress, executor=execu, **fkw)
@@ -828,8 +829,7 @@ def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any],
     """Complete the options of strategies that propose network morphisms (recorded for resume).
 
     * ``input_shape`` (the task's example shape) for ``hillclimb`` and ``evolution`` with
-      ``morph``, so they leave out morphism sites that cannot preserve the function, and
-      ``n_classes`` for ``hillclimb`` (it prices its candidate children in multiply-adds);
+      ``morph``, so they leave out morphism sites that cannot preserve the function;
     * ``start_trial=ID`` (``hillclimb``; a trial of any task, a unique id prefix is enough):
       its genotype becomes ``start_genotype`` and the first trial inherits its weights.
     """
@@ -837,8 +837,6 @@ def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any],
     splits = getattr(evaluator, "splits", None)
     if uses_morphs and splits is not None and "input_shape" not in options:
         options["input_shape"] = [int(x) for x in splits.input_shape]
-    if strategy_name == "hillclimb" and splits is not None and "n_classes" not in options:
-        options["n_classes"] = int(splits.n_classes)
     if strategy_name == "hillclimb" and options.get("start_trial") and "start_genotype" not in options:
         from workbench.lineage import resolve_trial
 
@@ -846,6 +844,18 @@ def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any],
         options["start_trial"] = tid
         options["start_genotype"] = store.trial(tid).genotype_json
     return options
+
+
+def price_genotypes(strategy: Strategy, evaluator: Evaluator) -> None:
+    """Give a strategy that prices genotypes (``set_cost``: hillclimb) the multiply-adds of their
+    networks for the task's input; strategies do not build networks themselves."""
+    splits = getattr(evaluator, "splits", None)
+    if not hasattr(strategy, "set_cost") or splits is None:
+        return
+    from workbench.nn.cost import multiply_adds
+
+    shape, n_classes = tuple(int(x) for x in splits.input_shape), int(splits.n_classes)
+    strategy.set_cost(lambda g: multiply_adds(g, shape, n_classes))
 
 
 def make_executor(
@@ -897,6 +907,7 @@ def resume_search(
         warm = _plan_warm_start(store, task, space, evaluator, strategy_name, options, names,
                                 prior_json=list(ws.get("prior") or []))
     strategy = make_strategy(strategy_name, space, seed=rec.seed, **options, **(warm.strategy_kwargs if warm else {}))
+    price_genotypes(strategy, evaluator)
     execu = make_executor(executor, workers, store, task, device=device, address=address, trainable=space.trainable)
     sch = spec.get("scheduler") if isinstance(spec.get("scheduler"), Mapping) else {}
     stop = spec.get("stop_early") if isinstance(spec.get("stop_early"), Mapping) else {}

@@ -162,6 +162,10 @@ def test_hillclimb_search_end_to_end_inherits():
     search = new_search(store, task, "hillclimb", budget=4, seed=0)
     assert search.strategy.input_shape == (1, 8, 8)
     assert store.search(search.search_id).spec["strategy_options"]["input_shape"] == [1, 8, 8]
+    from workbench.nn.cost import multiply_adds
+
+    g = Genotype.from_json(__import__("json").dumps(ROOT))  # the loop prices children in multiply-adds
+    assert search.strategy._cost(g) == multiply_adds(g, (1, 8, 8), 10) > 0
     search.run()
     trials = store.trials(search.search_id)
     assert all(t.state == "finished" for t in trials)

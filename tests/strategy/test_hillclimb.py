@@ -139,7 +139,8 @@ def test_the_cheapest_of_the_candidate_children_is_proposed():
     space = ChainSpace(max_layers=6, kernels=[3, 5, 7], widths=[16, 32, 64], dense_widths=[32, 64])
     costs = {}
     for children in (1, 6):
-        s = HillClimb(space, seed=3, input_shape=(1, 40), children=children)
+        s = HillClimb(space, seed=3, input_shape=(1, 40), children=children,
+                      cost=lambda g: multiply_adds(g, (1, 40)))
         props = drive(s, 10)
         costs[children] = sum(multiply_adds(p.genotype, (1, 40)) for p in props[1:])
         assert all(p.parent_trial for p in props[1:])
@@ -168,7 +169,8 @@ def test_initial_random_trials_then_the_climb_and_a_margin_grows_the_cheapest_ne
     from workbench.space.morphs import morph_sites
 
     space = ChainSpace(max_layers=5, kernels=[3, 5], widths=[8, 16, 32], dense_widths=[16, 32])
-    s = HillClimb(space, seed=4, input_shape=(1, 40), initial=4, margin=1.0)  # every trial is "near best"
+    s = HillClimb(space, seed=4, input_shape=(1, 40), initial=4, margin=1.0,  # every trial is "near best"
+                  cost=lambda g: multiply_adds(g, (1, 40)))
     props = drive(s, 12)
     assert all(p.parent_trial is None for p in props[:4]) and all(p.parent_trial for p in props[4:])
     cost = {f"t{i}": multiply_adds(p.genotype, (1, 40)) for i, p in enumerate(props)}

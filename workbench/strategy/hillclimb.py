@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -58,10 +58,11 @@ class HillClimb(Strategy):
             among the ``parents`` best (None: among all), so children keep inheriting; only when
             none of them can grow is the incumbent mutated (trained from scratch).
         children: Candidate children drawn per proposal; the one that costs least to train
-            (fewest multiply-adds for ``input_shape``) is proposed, so the climb grows a network
-            by its cheapest edits first and pays for big layers only when small ones stop
-            helping. 1: the first random child (no input shape: always the first).
-        n_classes: The task's classes (the classifier head's share of the cost).
+            (``cost``) is proposed, so the climb grows a network by its cheapest edits first and
+            pays for big layers only when small ones stop helping. 1 (or no ``cost``): the first
+            random child.
+        cost: Price of a genotype (the search loop sets the multiply-adds of its network for
+            the task's input, :meth:`set_cost`; strategies do not build networks themselves).
         initial: Trials at the start that are random samples trained from scratch (the first is
             the small start network); the climb then grows the best of them. 1: NASH's single
             small start.
@@ -85,7 +86,7 @@ class HillClimb(Strategy):
         start_trial: str | None = None,
         parents: int | None = None,
         children: int = 4,
-        n_classes: int = 10,
+        cost: Callable[[Genotype], float] | None = None,
         margin: float = 0.0,
         initial: int = 1,
     ) -> None:
@@ -97,14 +98,14 @@ class HillClimb(Strategy):
         if int(children) < 1:
             raise UserError(f"hillclimb needs children >= 1; got {children}")
         self.children = int(children)
-        self.n_classes = int(n_classes)
         if not float(margin) >= 0.0:
             raise UserError(f"hillclimb needs margin >= 0; got {margin}")
         self.margin = float(margin)
         if int(initial) < 1:
             raise UserError(f"hillclimb needs initial >= 1; got {initial}")
         self.initial = int(initial)
-        self._costs: dict[str, int] = {}
+        self._cost_fn = cost
+        self._costs: dict[str, float] = {}
         self.start_samples = int(start_samples)
         self.ops = None if ops is None else tuple(str(o) for o in ops)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
@@ -140,7 +141,7 @@ class HillClimb(Strategy):
             return Proposal(self._small_start(rng, taken))
         if len(self.history) + len(taken) < self.initial:  # taken: pending and this ask's
             return Proposal(self.fresh_sample(rng, taken))
-        if self.margin > 0 and self.input_shape is not None:  # the cheapest of the near-best first
+        if self.margin > 0 and self._cost_fn is not None:  # the cheapest of the near-best first
             near = [o for o in ranked if o.value >= ranked[0].value - self.margin]
             ranked = sorted(near, key=lambda o: self._cost(o.genotype)) + ranked[len(near):]
         for parent in ranked[: self.parents]:
@@ -167,7 +168,7 @@ class HillClimb(Strategy):
         """The cheapest of up to ``children`` new children of ``parent`` through random morphism
         steps, or None when it has none."""
         found_children: dict[str, tuple[Genotype, tuple]] = {}
-        want = self.children if self.input_shape is not None else 1
+        want = self.children if self._cost_fn is not None else 1
         for _ in range(12 * want):
             n = int(rng.integers(1, self.max_steps + 1))
             found = random_morphisms(
@@ -187,14 +188,17 @@ class HillClimb(Strategy):
             return Proposal(g)
         return Proposal(g, parent_trial=parent.trial_id, morphisms=steps)
 
-    def _cost(self, g: Genotype) -> int:
-        """Multiply-adds of ``g``'s network for the task's input (cached); 0 without an input shape."""
-        if self.input_shape is None:
-            return 0
-        if g.key not in self._costs:
-            from workbench.nn.cost import multiply_adds
+    def set_cost(self, cost: Callable[[Genotype], float] | None) -> None:
+        """Price genotypes with ``cost`` (None: children and parents are not priced)."""
+        self._cost_fn = cost
+        self._costs.clear()
 
-            self._costs[g.key] = multiply_adds(g, self.input_shape, self.n_classes)
+    def _cost(self, g: Genotype) -> float:
+        """``cost(g)``, cached; 0 without a cost."""
+        if self._cost_fn is None:
+            return 0.0
+        if g.key not in self._costs:
+            self._costs[g.key] = float(self._cost_fn(g))
         return self._costs[g.key]
 
     def _mutant(self, parent: Observation, rng: np.random.Generator, taken: set[str]) -> Proposal:
