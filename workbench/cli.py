@@ -299,12 +299,11 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
             ],
         }, indent=2))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     obj = rec.objective
-    from rich import box
-
     short = {"val_accuracy": "val acc", "test_accuracy": "test acc", "neg_val_loss": "-val loss"}
     table = Table("no", "trial", "state", short.get(obj, obj), "test acc", "params", "secs", box=box.SIMPLE_HEAD,
                   pad_edge=False, title=f"{rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}",

@@ -21,17 +21,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from workbench.errors import UserError
-
 MIXED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-
-def check_shrink_perturb(shrink: float, perturb: float) -> None:
-    """A clear error for settings outside ``0 < shrink <= 1`` and ``perturb >= 0``."""
-    if not 0.0 < float(shrink) <= 1.0:
-        raise UserError(f"[training] finetune_shrink must be in (0, 1], got {shrink}")
-    if float(perturb) < 0.0:
-        raise UserError(f"[training] finetune_perturb must be >= 0, got {perturb}")
 
 
 @torch.no_grad()
@@ -45,10 +35,10 @@ def shrink_perturb(model: nn.Module, fresh: Mapping[str, torch.Tensor], shrink: 
         perturb: Factor on the fresh weights.
 
     Returns:
-        The number of tensors changed (0 when ``shrink == 1`` and ``perturb == 0``).
+        The number of tensors changed (0 when ``shrink == 1`` and ``perturb == 0``). The task file
+        checks the settings (``[training] finetune_shrink`` in (0, 1], ``finetune_perturb >= 0``).
     """
-    check_shrink_perturb(shrink, perturb)
-    if shrink == 1.0 and perturb == 0.0:
+    if is_identity(shrink, perturb):
         return 0
     changed = 0
     for prefix, module in model.named_modules():
@@ -60,3 +50,8 @@ def shrink_perturb(model: nn.Module, fresh: Mapping[str, torch.Tensor], shrink: 
             param.mul_(shrink).add_(new, alpha=perturb)
             changed += 1
     return changed
+
+
+def is_identity(shrink: float, perturb: float) -> bool:
+    """True when the settings leave the inherited weights as they are."""
+    return shrink == 1.0 and perturb == 0.0

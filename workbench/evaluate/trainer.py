@@ -16,7 +16,7 @@ from workbench.data.base import Splits
 from workbench.errors import TrialFailed, UserError
 from workbench.evaluate.base import EpochCallback, EvalResult, StopTraining
 from workbench.evaluate.fidelity import Fidelity
-from workbench.evaluate.shrink_perturb import check_shrink_perturb, shrink_perturb
+from workbench.evaluate.shrink_perturb import is_identity, shrink_perturb
 from workbench.nn.build import build_model
 from workbench.space.genotype import Genotype
 
@@ -65,9 +65,7 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise UserError(f"unknown [training] settings {sorted(unknown)}; expected some of {sorted(names)}")
-        cfg = cls(**dict(d))
-        check_shrink_perturb(cfg.finetune_shrink, cfg.finetune_perturb)
-        return cfg
+        return cls(**dict(d))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -279,7 +277,9 @@ class TrainedEvaluator:
         model = self.build(genotype, seed, fidelity)
         loaded = False
         if init_state is not None:
-            fresh = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            finetuning = fidelity is None or not fidelity.start_epoch  # else: a promotion continues its rung
+            mixing = finetuning and not is_identity(cfg.finetune_shrink, cfg.finetune_perturb)
+            fresh = {k: v.detach().clone() for k, v in model.state_dict().items()} if mixing else {}
             try:
                 model.load_state_dict(init_state)
             except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
@@ -287,7 +287,7 @@ class TrainedEvaluator:
                 model = self.build(genotype, seed, fidelity)  # a failed load may have copied some tensors
             else:
                 loaded = True
-                if fidelity is None or not fidelity.start_epoch:
+                if finetuning:
                     cfg = cfg.finetune()
                     shrink_perturb(model, fresh, cfg.finetune_shrink, cfg.finetune_perturb)
         if fidelity is not None:
