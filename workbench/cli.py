@@ -264,15 +264,22 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
         return
     from datetime import datetime
 
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("search", "task", "strategy", "seed", "state", "trials", "best objective", "best test", "started")
+    table = Table("search", "task", "strategy", "seed", "state", "trials", "best", "test", "started",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                  caption="best: the objective's best value; test: that trial's test accuracy")
+    for col in table.columns:  # in a narrow terminal only the task name gives way (it wraps)
+        col.no_wrap = col.header != "task"
+        col.min_width = len(str(col.header))
+    table.columns[1].overflow = "fold"
     for s in rows:
         table.add_row(
-            s.search_id[:12], s.task, s.strategy, str(s.seed), s.state, str(s.n_trials),
+            s.search_id[:8], s.task, s.strategy, str(s.seed), s.state, str(s.n_trials),
             _fmt(s.summary.get(f"best_{s.objective}")), _fmt(s.summary.get("best_test_accuracy")),
-            datetime.fromtimestamp(s.start_time).strftime("%Y-%m-%d %H:%M") if s.start_time else "-",
+            datetime.fromtimestamp(s.start_time).strftime("%m-%d %H:%M") if s.start_time else "-",
         )
     Console().print(table if rows else f"no searches in {st.uri}")
 
@@ -383,12 +390,18 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
             "children": [{"trial_id": c.trial_id, "number": c.number, "metrics": c.metrics} for c in kids],
         }, indent=2))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     root = line[0].trial
     title = f"lineage of trial {tid[:12]} ({len(line)} generation{'s' if len(line) != 1 else ''})"
-    table = Table("gen", "trial", "task / #", "state", "val", "test", "epochs", "genotype", "from parent", title=title)
+    table = Table("gen", "trial", "task #", "val", "test", "epochs", "genotype", "from parent", title=title,
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for col in table.columns:  # in a narrow terminal the task, genotype and steps wrap; numbers and ids do not
+        col.no_wrap = col.header not in ("task #", "genotype", "from parent")
+        col.overflow = "fold"
+        col.min_width = len(str(col.header))
     for depth, g in enumerate(line):
         t = g.trial
         if depth == 0:
@@ -398,8 +411,9 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
         if g.warning:
             how += f" [red]! {g.warning}[/red]"
         epochs = t.metrics.get("epochs")
-        table.add_row(
-            str(depth), t.trial_id[:12], f"{t.task} #{t.number}", t.state, _fmt(t.metrics.get("val_accuracy")),
+        table.add_row(  # an unfinished trial shows its state where its accuracy would be
+            str(depth), t.trial_id[:8], f"{t.task} #{t.number}",
+            _fmt(t.metrics.get("val_accuracy")) if t.state == "finished" else t.state,
             _fmt(t.metrics.get("test_accuracy")), "-" if epochs is None else str(int(epochs)),
             describe(t.genotype_json), how, style="bold" if t.trial_id == tid else None,
         )

@@ -70,6 +70,13 @@ def test_search_ls_show_on_default_sqlite_store(workdir, capsys):
     rows = [line for line in out.splitlines() if shown["trials"][0]["trial_id"][:10] in line]
     assert code == 0 and len(rows) == 1 and rows[0].split()[0] == "0", out
     assert max(len(line) for line in out.splitlines()) <= 80
+    with pytest.MonkeyPatch.context() as mp:  # ls too: id, strategy and values whole, only the task name wraps
+        mp.setenv("COLUMNS", "80")
+        code, out, _ = run(["ls"], capsys)
+    (row,) = [line for line in out.splitlines() if result["search_id"][:8] in line]
+    assert code == 0 and row.split()[2:6] == ["evolution", "0", "finished", "3"], out
+    assert f"{result['best']['metrics']['val_accuracy']:.4f}" in row
+    assert max(len(line) for line in out.splitlines()) <= 80
 
     # MLflow itself shows nested trials with learning curves and genotype artifacts.
     from mlflow.tracking import MlflowClient

@@ -60,5 +60,14 @@ def test_hillclimb_search_then_lineage(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     assert "lineage of trial" in out and "root" in out and "children in its search" in out
 
+    with pytest.MonkeyPatch.context() as mp:  # 80 columns: every generation's id and accuracies whole
+        mp.setenv("COLUMNS", "80")
+        code, out, err = run(["lineage", last["trial_id"]], capsys)
+    assert code == 0, err
+    for depth, g in enumerate(gens):
+        (row,) = [line for line in out.splitlines() if line.split()[:2] == [str(depth), g["trial_id"][:8]]]
+        assert f"{g['metrics']['val_accuracy']:.4f}" in row, out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
     code, out, err = run(["lineage", "zzzzzzzz"], capsys)
     assert code == 2 and "no trial" in err and "Traceback" not in err
