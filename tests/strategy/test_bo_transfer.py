@@ -252,3 +252,30 @@ def test_sources_in_a_space_without_a_pool(chain_space, rng):
         seen.add(p.genotype.key)
         strat.tell([Observation(p.genotype, float(rng.normal()))])
     assert set(strat.source_weights()) == {"other"}
+
+
+def test_hedge_turns_propose_what_cold_bo_would(space, vals):
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("arxiv", table_arrays("arxiv").val_accuracy)])
+    warm = BayesianOptimization(space, seed=0, sources=raw, hedge=2)
+    told, same_as_cold = [], {}
+    for _ in range(8):
+        expect = None
+        if len(told) >= 2:  # what cold BO's model proposes after the same observations
+            cold = BayesianOptimization(space, seed=0, n_init=2)
+            cold.tell(told)
+            expect = cold.ask(1)[0].genotype
+        turn = warm.cold_turn()
+        (p,) = warm.ask(1)
+        if expect is not None:
+            same_as_cold[len(told)] = (turn, p.genotype == expect)
+        told.append(Observation(p.genotype, float(vals[space.index_of(p.genotype)])))
+        warm.tell([told[-1]])
+    assert [n for n, (turn, _) in same_as_cold.items() if turn] == [2, 4, 6]
+    assert all(same for turn, same in same_as_cold.values() if turn)
+    assert not all(same for turn, same in same_as_cold.values() if not turn)  # the other asks are the sources'
+    assert set(warm.source_weights()) == {"cs", "arxiv"}
+    never = BayesianOptimization(space, seed=0, sources=raw, hedge=0)
+    never.tell(told)
+    assert not never.cold_turn()
+    with pytest.raises(UserError, match="hedge"):
+        BayesianOptimization(space, hedge=-1)
