@@ -126,7 +126,7 @@ def warm_plan(target: str, seed: int, n_trials: int, strategy: str, transfer: st
 
 
 def run_one(target: str, method: str, seed: int, max_evals: int, min_evals: int, n_trials: int,
-            source_strategy: str) -> dict:
+            source_strategy: str, hedge: int = 2) -> dict:
     """One search on ``target``: validation / test accuracy per evaluation, seconds per ask."""
     import torch
 
@@ -148,7 +148,7 @@ def run_one(target: str, method: str, seed: int, max_evals: int, min_evals: int,
     order: list[int] = []
     if method in ("rgpe", "mtgp"):
         plan = warm_plan(target, seed, n_trials, source_strategy, method)
-        strat = BayesianOptimization(space, seed=seed, transfer=method, **plan.strategy_kwargs)
+        strat = BayesianOptimization(space, seed=seed, transfer=method, hedge=hedge, **plan.strategy_kwargs)
     elif method == "cold":
         strat = BayesianOptimization(space, seed=seed)
     elif method == "naive":
@@ -464,6 +464,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--deadline", type=float, default=None, help="stop after this many seconds; summarise what finished")
     ap.add_argument("--store-check", action="store_true", help="also record seed-0 sources through `nasw search`")
+    ap.add_argument("--hedge", type=int, default=2, help="warm BO's hedge option (0: never cold BO's model)")
     ap.add_argument("--cold-seeds", type=int, default=0,
                     help="also run cold BO on seeds up to this many and report how often the issue's one-SE test "
                          "flags cold BO against itself")
@@ -474,7 +475,7 @@ def main() -> None:
     bad = [t for t in targets if t not in LARGE] + [m for m in methods if m not in METHODS]
     if bad:
         ap.error(f"unknown targets/methods {bad}; targets: {LARGE}, methods: {METHODS}")
-    jobs = [(t, m, s, args.max_evals, args.min_evals, args.source_trials, args.source_strategy)
+    jobs = [(t, m, s, args.max_evals, args.min_evals, args.source_trials, args.source_strategy, args.hedge)
             for t in targets for s in range(args.seeds) for m in methods]
     # target by target, seed by seed (so a deadline leaves complete paired comparisons)
     t0 = time.perf_counter()
@@ -501,6 +502,8 @@ def main() -> None:
              + (f"; {len(jobs) - len(results) - dropped} not finished before the deadline and {dropped} of incomplete seeds dropped"
                 if len(results) < len(jobs) else "") + ".\n"
              f"Command: `python benchmarks/transfer.py --targets {','.join(targets)} --seeds {args.seeds} --jobs {args.jobs}"
+             + (f" --hedge {args.hedge}" if args.hedge != 2 else "")
+             + (f" --cold-seeds {args.cold_seeds}" if args.cold_seeds > args.seeds else "")
              + (f" --deadline {args.deadline:.0f}" if args.deadline else "") + "`\n")
     if args.cold_seeds > args.seeds:
         extra = [(t, "cold", s, args.max_evals, args.min_evals, args.source_trials, args.source_strategy)
@@ -515,7 +518,6 @@ def main() -> None:
                      "itself:\n\n| target | cold seeds | median evals to top 1% | flagged |\n|---|---|---|---|\n"
                      + "".join(f"| {t} | {n} | {m:.1f} | {f:.0%} |\n" for t, (m, n, f) in check["per_target"].items())
                      + f"\nAt least one of the {len(check['per_target'])} targets flagged: {check['any']:.0%} of splits.\n")
-            text = text.replace(f"--jobs {args.jobs}`", f"--jobs {args.jobs} --cold-seeds {args.cold_seeds}`", 1)
     if args.store_check:
         text += "\n" + store_check(targets[0], args.source_trials, args.source_strategy)
     print(text)
