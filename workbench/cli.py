@@ -268,9 +268,9 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("search", "task", "strategy", "seed", "state", "trials", "best", "test", "started",
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True,
-                  caption="best: the objective's best value; test: that trial's test accuracy")
+    table = Table("search", "task", "strategy", "seed", "state", "n", "best", "test", "started",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0),
+                  caption="n: trials; best: the objective's best value; test: that trial's test accuracy")
     for col in table.columns:  # in a narrow terminal only the task name gives way (it wraps)
         col.no_wrap = col.header != "task"
         col.min_width = len(str(col.header))
