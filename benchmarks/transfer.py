@@ -229,6 +229,12 @@ def _boot_median_se(x: np.ndarray, rng: np.random.Generator, n: int = 2000) -> f
     return float(np.std(np.median(x[idx], axis=1)))
 
 
+def _paired_diff_se(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n: int = 2000) -> float:
+    """Bootstrap SE of ``median(a) - median(b)``, resampling the pairs ``(a[i], b[i])`` together."""
+    idx = rng.integers(0, len(a), size=(n, len(a)))
+    return float(np.std(np.median(a[idx], 1) - np.median(b[idx], 1)))
+
+
 def summarize(results: list[dict], max_evals: int) -> dict:
     """Per target and method: evaluations to the top 1%, test accuracy at the checkpoints."""
     from workbench.evaluate.tabular import table_arrays
@@ -266,9 +272,8 @@ def summarize(results: list[dict], max_evals: int) -> dict:
             runs = by_method.get(m) or []
             if m in rows and cold and len(runs) == len(cold):
                 a, b = _hits(runs, max_evals), _hits(cold, max_evals)
-                idx = rng.integers(0, len(a), size=(2000, len(a)))
                 rows[m]["diff_vs_cold"] = float(np.median(a) - np.median(b))
-                rows[m]["diff_se"] = float(np.std(np.median(a[idx], 1) - np.median(b[idx], 1)))
+                rows[m]["diff_se"] = _paired_diff_se(a, b, rng)
         out[target] = rows
     return out
 
@@ -292,9 +297,7 @@ def cold_self_check(cold_runs: list[dict], seeds: int, max_evals: int, splits: i
         for j, h in enumerate(hits.values()):
             perm = rng.permutation(len(h))
             a, b = h[perm[:seeds]], h[perm[seeds : 2 * seeds]]
-            idx = rng.integers(0, seeds, size=(2000, seeds))
-            se = np.std(np.median(a[idx], 1) - np.median(b[idx], 1))
-            fails[k, j] = np.median(a) - np.median(b) > se
+            fails[k, j] = np.median(a) - np.median(b) > _paired_diff_se(a, b, rng)
     return {"per_target": {t: (float(np.median(h)), len(h), float(fails[:, j].mean())) for j, (t, h) in enumerate(hits.items())},
             "any": float(fails.any(1).mean())}
 

@@ -264,17 +264,11 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
         return
     from datetime import datetime
 
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table("search", "task", "strategy", "seed", "state", "n", "best", "test", "started",
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0),
-                  caption="n: trials; best: the objective's best value; test: that trial's test accuracy")
-    for col in table.columns:  # in a narrow terminal only the task name gives way (it wraps)
-        col.no_wrap = col.header != "task"
-        col.min_width = len(str(col.header))
-    table.columns[1].overflow = "fold"
+    table = _narrow_table("search", "task", "strategy", "seed", "state", "n", "best", "test", "started",
+                          wrap=("task",), show_edge=False, padding=(0, 0),
+                          caption="n: trials; best: the objective's best value; test: that trial's test accuracy")
     for s in rows:
         table.add_row(
             s.search_id[:8], s.task, s.strategy, str(s.seed), s.state, str(s.n_trials),
@@ -306,19 +300,13 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
             ],
         }, indent=2))
         return
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     obj = rec.objective
     short = {"val_accuracy": "val acc", "test_accuracy": "test acc", "neg_val_loss": "-val loss"}
-    table = Table("no", "trial", "state", short.get(obj, obj), "test acc", "params", "secs", box=box.SIMPLE_HEAD,
-                  pad_edge=False, title=f"{rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}",
-                  caption=f"search {sid}")
+    table = _narrow_table("no", "trial", "state", short.get(obj, obj), "test acc", "params", "secs",
+                          title=f"{rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}", caption=f"search {sid}")
     table.add_column("genotype / reason", overflow="fold", min_width=8, max_width=36)
-    for col in table.columns[:-1]:  # in a narrow terminal only the genotype gives way (it wraps)
-        col.no_wrap = True
-        col.min_width = len(str(col.header))
     best = max((t for t in trials if t.state == "finished" and obj in t.metrics), key=lambda t: t.metrics[obj], default=None)
     for t in trials:
         style = "bold green" if best is not None and t.trial_id == best.trial_id else ("red" if t.state == "failed" else None)
@@ -329,6 +317,22 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
             "-" if params is None else f"{int(params):,}", _fmt(t.metrics.get("train_seconds"), 1), detail or "", style=style,
         )
     Console().print(table)
+
+
+def _narrow_table(*headers: str, wrap: tuple[str, ...] = (), **kwargs: Any):
+    """A rich table for an 80-column terminal: simple rules, no edge padding, every column at
+    least as wide as its header; only the ``wrap`` columns give way in a narrow terminal (they
+    fold), the others (ids, numbers) are never cut."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(*headers, box=box.SIMPLE_HEAD, pad_edge=False, **kwargs)
+    for col in table.columns:
+        col.no_wrap = col.header not in wrap
+        col.min_width = len(str(col.header))
+        if col.header in wrap:
+            col.overflow = "fold"
+    return table
 
 
 def _genotype_obj(text: str) -> Any:
@@ -390,18 +394,13 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
             "children": [{"trial_id": c.trial_id, "number": c.number, "metrics": c.metrics} for c in kids],
         }, indent=2))
         return
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     root = line[0].trial
     title = f"lineage of trial {tid[:12]} ({len(line)} generation{'s' if len(line) != 1 else ''})"
-    table = Table("gen", "trial", "task #", "val", "test", "epochs", "genotype", "from parent", title=title,
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
-    for col in table.columns:  # in a narrow terminal the task, genotype and steps wrap; numbers and ids do not
-        col.no_wrap = col.header not in ("task #", "genotype", "from parent")
-        col.overflow = "fold"
-        col.min_width = len(str(col.header))
+    table = _narrow_table("gen", "trial", "task #", "val", "test", "epochs", "genotype", "from parent",
+                          wrap=("task #", "genotype", "from parent"), title=title, show_edge=False,
+                          padding=(0, 1), collapse_padding=True)
     for depth, g in enumerate(line):
         t = g.trial
         if depth == 0:
