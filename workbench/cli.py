@@ -268,7 +268,7 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
 
     table = _narrow_table("search", "task", "strategy", "seed", "state", "n", "best", "test", "started",
                           wrap=("task",), show_edge=False, padding=(0, 0),
-                          caption="n: trials; best: the objective's best value; test: that trial's test accuracy")
+                          caption="n: trials; best: best objective; test: its test accuracy")
     for s in rows:
         table.add_row(
             s.search_id[:8], s.task, s.strategy, str(s.seed), s.state, str(s.n_trials),
