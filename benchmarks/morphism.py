@@ -183,8 +183,8 @@ def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross:
 
 
 def search_job(dataset: str, strategy: str, budget: int, full: int, device: str, seed: int, threads: int,
-               sp: tuple[float, float] | None = None, children: int = 4, margin: float = 0.0,
-               initial: int = 1) -> dict[str, Any]:
+               sp: tuple[float, float] | None = None, children: int = 4, margin: float | None = None,
+               initial: int | None = None) -> dict[str, Any]:
     """One search on a memory store; wall-clock and the best trial's test accuracy."""
     from metastore import open_store
     from workbench.loop import Search, price_genotypes
@@ -194,8 +194,8 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
     _threads(threads)
     task, space, ev = _task_and_evaluator(dataset, full, device, sp)
     if strategy == "hillclimb":
-        strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, children=children, margin=margin,
-                          initial=initial)
+        opts = {k: v for k, v in (("margin", margin), ("initial", initial)) if v is not None}  # else its defaults
+        strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, children=children, **opts)
         price_genotypes(strat, ev)
     else:
         strat = RegularizedEvolution(space, seed=seed)
@@ -279,6 +279,39 @@ def search_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _mean_se(xs: list[float]) -> tuple[float, float]:
+    m = statistics.fmean(xs)
+    return m, (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
+
+
+def search_details(rows: list[dict[str, Any]]) -> list[str]:
+    """Per seed, the two searches side by side, and the paired differences (hill climbing minus
+    evolution: test accuracy, and the wall-clock ratio) as mean +- standard error over seeds."""
+    lines = ["## Search details (per seed)", "",
+             "| dataset | seed | hillclimb s | evolution s | ratio | hillclimb val / test | evolution val / test |",
+             "|---|---|---|---|---|---|---|"]
+    summary = []
+    for ds in sorted({r["dataset"] for r in rows}):
+        by = {(r["strategy"], r["seed"]): r for r in rows if r["dataset"] == ds}
+        seeds = sorted({s for (_, s) in by if ("hillclimb", s) in by and ("evolution", s) in by})
+        for s in seeds:
+            h, e = by["hillclimb", s], by["evolution", s]
+            lines.append(f"| {ds} | {s} | {h['wall']:.0f} | {e['wall']:.0f} | {h['wall'] / e['wall']:.2f} | "
+                         f"{h['best_val']:.3f} / {h['best_test']:.3f} | {e['best_val']:.3f} / {e['best_test']:.3f} |")
+        if seeds:
+            dt = _mean_se([by["hillclimb", s]["best_test"] - by["evolution", s]["best_test"] for s in seeds])
+            rt = _mean_se([by["hillclimb", s]["wall"] / by["evolution", s]["wall"] for s in seeds])
+            wins = sum(by["hillclimb", s]["best_test"] >= by["evolution", s]["best_test"] for s in seeds)
+            summary.append(f"| {ds} | {len(seeds)} | {rt[0]:.2f} +- {rt[1]:.2f} | {dt[0]:+.4f} +- {dt[1]:.4f} | "
+                           f"{wins}/{len(seeds)} |")
+    if summary:
+        lines += ["", "Paired over seeds (mean +- standard error): hill climbing's wall-clock as a fraction of "
+                  "evolution's, its test accuracy minus evolution's, and the seeds where it is at least as accurate.",
+                  "", "| dataset | seeds | wall-clock ratio | test acc difference | at least as accurate |",
+                  "|---|---|---|---|---|", *summary]
+    return [*lines, ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Network morphism / weight inheritance benchmark (issue 6).")
     p.add_argument("--full", action="store_true", help="the issue's setting: 10 pairs, task epochs, 30-trial searches")
@@ -297,9 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--children", type=int, default=4,
                    help="hillclimb: candidate children per proposal, the cheapest is trained (1: the first)")
-    p.add_argument("--margin", type=float, default=0.0,
-                   help="hillclimb: grow the cheapest trial within this much of the best objective")
-    p.add_argument("--initial", type=int, default=1, help="hillclimb: random trials before the climb")
+    p.add_argument("--margin", type=float, default=None,
+                   help="hillclimb: grow the cheapest trial within this much of the best objective "
+                        "(default: the strategy's, 0.005)")
+    p.add_argument("--initial", type=int, default=None,
+                   help="hillclimb: random trials before the climb (default: the strategy's, 5)")
     p.add_argument("--strategies", default="evolution,hillclimb", help="searches to run (comma-separated)")
     p.add_argument("--shrink-perturb", type=float, nargs=2, default=None, metavar=("SHRINK", "PERTURB"),
                    help="override [training] finetune_shrink and finetune_perturb (1 0: fine-tune the exact "
@@ -348,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{inh if inh is not None else '>' + str(res['full'])} epochs, scratch first {res['scratch_first_epoch']}, "
                   f"{res['seconds']:.0f}s", flush=True)
         else:
-            print(f"  search {res['dataset']} {res['strategy']}: {res['wall']:.0f}s, best test {res['best_test']:.3f}",
-                  flush=True)
+            print(f"  search {res['dataset']} {res['strategy']} seed {res['seed']}: {res['wall']:.0f}s, "
+                  f"best val {res['best_val']:.3f}, test {res['best_test']:.3f}", flush=True)
 
     if a.jobs <= 1:
         for kind, args in jobs:
@@ -396,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         *(search_table(searches) if searches else ["(no searches)"]),
         "",
     ]
+    if searches:
+        lines += search_details(searches)
     if pairs:
         lines += ["## Pair details", "", "| dataset | # | parent val | steps | target | scratch first | inherited runs (budget: val) | other task runs |",
                   "|---|---|---|---|---|---|---|---|"]

@@ -40,7 +40,8 @@ def test_hillclimb_search_then_lineage(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NASW_STORE", raising=False)
     (tmp_path / "tiny.toml").write_text(TINY_TASK)
-    code, out, err = run(["search", "--task", "tiny.toml", "--strategy", "hillclimb", "--budget", 3, "--json"], capsys)
+    code, out, err = run(["search", "--task", "tiny.toml", "--strategy", "hillclimb", "--budget", 3,
+                          "--option", "initial=1", "--json"], capsys)
     assert code == 0, err
     sid = json.loads(out)["search_id"]
     code, out, _ = run(["show", sid, "--format", "json"], capsys)

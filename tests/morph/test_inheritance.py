@@ -159,7 +159,7 @@ def test_weights_from_another_task_keep_fitting_tensors():
 def test_hillclimb_search_end_to_end_inherits():
     store = open_store("memory://")
     task = tiny_task(epochs=2)
-    search = new_search(store, task, "hillclimb", budget=4, seed=0)
+    search = new_search(store, task, "hillclimb", budget=4, seed=0, strategy_options={"initial": 1})
     assert search.strategy.input_shape == (1, 8, 8)
     assert store.search(search.search_id).spec["strategy_options"]["input_shape"] == [1, 8, 8]
     from workbench.nn.cost import multiply_adds

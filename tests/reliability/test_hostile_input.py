@@ -105,7 +105,7 @@ def test_nasw_resume_of_a_hill_climb_never_runs_planted_weights(tmp_path, shared
     uri = shared_uri
     marker = tmp_path / "pwned"
     code, out, err = nasw(["search", "--task", "hc.toml", "--strategy", "hillclimb", "--budget", 2, "--store", uri,
-                           "--json"], capsys)
+                           "--option", "initial=1", "--json"], capsys)
     assert code == 0, err
     sid = json.loads(out)["search_id"]
     store = open_store(uri)

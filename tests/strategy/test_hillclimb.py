@@ -31,7 +31,7 @@ def drive(s, n, with_ids=True):
 
 @pytest.mark.parametrize("space", [ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32]), DagSpace(max_nodes=5)])
 def test_children_of_the_incumbent_through_morphisms(space):
-    s = make_strategy("hillclimb", space, seed=0)
+    s = make_strategy("hillclimb", space, seed=0, initial=1)
     assert isinstance(s, HillClimb)
     props = drive(s, 12)
     first = props[0]
@@ -50,7 +50,7 @@ def test_parent_is_the_incumbent_unless_it_cannot_grow():
     from workbench.space.morphs import random_morphisms
 
     space = ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32])
-    s = HillClimb(space, seed=1, parents=2)
+    s = HillClimb(space, seed=1, parents=2, initial=1)
     for i in range(16):
         (p,) = s.ask(1)
         if p.parent_trial is not None:
@@ -139,7 +139,7 @@ def test_the_cheapest_of_the_candidate_children_is_proposed():
     space = ChainSpace(max_layers=6, kernels=[3, 5, 7], widths=[16, 32, 64], dense_widths=[32, 64])
     costs = {}
     for children in (1, 6):
-        s = HillClimb(space, seed=3, input_shape=(1, 40), children=children,
+        s = HillClimb(space, seed=3, input_shape=(1, 40), children=children, initial=1,
                       cost=lambda g: multiply_adds(g, (1, 40)))
         props = drive(s, 10)
         costs[children] = sum(multiply_adds(p.genotype, (1, 40)) for p in props[1:])
@@ -153,7 +153,7 @@ def test_children_keep_inheriting_from_the_best_trial_that_can_still_grow():
     from workbench.space.morphs import morph_sites
 
     space = ChainSpace(max_layers=3, kernels=[3, 5], widths=[8, 16], dense_widths=[16])
-    s = HillClimb(space, seed=2)
+    s = HillClimb(space, seed=2, initial=1)
     for i in range(30):
         (p,) = s.ask(1)
         growable = [o for o in sorted(s.successes, key=lambda o: o.value, reverse=True)
@@ -182,3 +182,17 @@ def test_initial_random_trials_then_the_climb_and_a_margin_grows_the_cheapest_ne
     for bad in ({"initial": 0}, {"margin": -0.1}):
         with pytest.raises(UserError):
             HillClimb(space, **bad)
+
+
+def test_by_default_the_climb_grows_the_best_of_5_random_trials_unless_given_a_start():
+    space = ChainSpace(max_layers=5, kernels=[3, 5], widths=[8, 16, 32], dense_widths=[16, 32])
+    props = drive(HillClimb(space, seed=0), 8)
+    assert all(p.parent_trial is None and not p.morphisms for p in props[:5])
+    assert all(p.morphisms for p in props[5:])
+    best_of_5 = max(range(5), key=lambda i: score(props[i].genotype))
+    assert props[5].parent_trial == f"t{best_of_5}"  # no cost given: the margin does not apply
+    g = space.make([{"op": "conv", "kernel": 3, "width": 8, "act": "relu"}])
+    s = HillClimb(space, seed=0, start_genotype=g.to_json())
+    props = drive(s, 3)
+    assert props[0].genotype == g and props[1].parent_trial == "t0"  # no random trials: the climb starts at g
+    assert all(p.morphisms for p in props[1:])
