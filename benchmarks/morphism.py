@@ -279,31 +279,28 @@ def search_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _mean_se(xs: list[float]) -> tuple[float, float]:
-    m = statistics.fmean(xs)
-    return m, (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
-
-
 def search_details(rows: list[dict[str, Any]]) -> list[str]:
     """Per seed, the two searches side by side, and the paired differences (hill climbing minus
     evolution: test accuracy, and the wall-clock ratio) as mean +- standard error over seeds."""
+    from fidelity import mean_se  # benchmarks/fidelity.py
+
     lines = ["## Search details (per seed)", "",
              "| dataset | seed | hillclimb s | evolution s | ratio | hillclimb val / test | evolution val / test |",
              "|---|---|---|---|---|---|---|"]
     summary = []
     for ds in sorted({r["dataset"] for r in rows}):
         by = {(r["strategy"], r["seed"]): r for r in rows if r["dataset"] == ds}
-        seeds = sorted({s for (_, s) in by if ("hillclimb", s) in by and ("evolution", s) in by})
-        for s in seeds:
-            h, e = by["hillclimb", s], by["evolution", s]
+        pairs = [(s, by["hillclimb", s], by["evolution", s]) for s in sorted({s for _, s in by})
+                 if ("hillclimb", s) in by and ("evolution", s) in by]
+        for s, h, e in pairs:
             lines.append(f"| {ds} | {s} | {h['wall']:.0f} | {e['wall']:.0f} | {h['wall'] / e['wall']:.2f} | "
                          f"{h['best_val']:.3f} / {h['best_test']:.3f} | {e['best_val']:.3f} / {e['best_test']:.3f} |")
-        if seeds:
-            dt = _mean_se([by["hillclimb", s]["best_test"] - by["evolution", s]["best_test"] for s in seeds])
-            rt = _mean_se([by["hillclimb", s]["wall"] / by["evolution", s]["wall"] for s in seeds])
-            wins = sum(by["hillclimb", s]["best_test"] >= by["evolution", s]["best_test"] for s in seeds)
-            summary.append(f"| {ds} | {len(seeds)} | {rt[0]:.2f} +- {rt[1]:.2f} | {dt[0]:+.4f} +- {dt[1]:.4f} | "
-                           f"{wins}/{len(seeds)} |")
+        if pairs:
+            rt = mean_se([h["wall"] / e["wall"] for _, h, e in pairs])
+            dt = mean_se([h["best_test"] - e["best_test"] for _, h, e in pairs])
+            wins = sum(h["best_test"] >= e["best_test"] for _, h, e in pairs)
+            summary.append(f"| {ds} | {len(pairs)} | {rt[0]:.2f} +- {rt[1]:.2f} | {dt[0]:+.4f} +- {dt[1]:.4f} | "
+                           f"{wins}/{len(pairs)} |")
     if summary:
         lines += ["", "Paired over seeds (mean +- standard error): hill climbing's wall-clock as a fraction of "
                   "evolution's, its test accuracy minus evolution's, and the seeds where it is at least as accurate.",
