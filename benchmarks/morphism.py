@@ -189,12 +189,13 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
     from metastore import open_store
     from workbench.loop import Search, price_genotypes
     from workbench.strategy.evolution import RegularizedEvolution
-    from workbench.strategy.hillclimb import HillClimb
+    from workbench.strategy.hillclimb import HillClimb, default_initial
 
     _threads(threads)
     task, space, ev = _task_and_evaluator(dataset, full, device, sp)
     if strategy == "hillclimb":
-        opts = {k: v for k, v in (("margin", margin), ("initial", initial)) if v is not None}  # else its defaults
+        opts = {k: v for k, v in (("margin", margin),) if v is not None}  # else its default
+        opts["initial"] = default_initial(budget) if initial is None else initial  # as nasw search sets it
         strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, children=children, **opts)
         price_genotypes(strat, ev)
     else:
@@ -216,6 +217,10 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
         "wall": wall, "best_val": best.metrics["val_accuracy"] if best else float("nan"),
         "best_test": best.metrics["test_accuracy"] if best else float("nan"),
         "best_genotype": best.genotype_json if best else "",
+        "trial_log": [{"val": t.metrics.get("val_accuracy"), "test": t.metrics.get("test_accuracy"),
+                       "inherited": "nasw.note.inherited" in t.tags, "epochs": t.metrics.get("epochs", 0),
+                       "train_seconds": t.metrics.get("train_seconds", 0), "genotype": t.genotype_json}
+                      for t in trials],
     }
 
 
@@ -292,9 +297,12 @@ def search_details(rows: list[dict[str, Any]]) -> list[str]:
         by = {(r["strategy"], r["seed"]): r for r in rows if r["dataset"] == ds}
         pairs = [(s, by["hillclimb", s], by["evolution", s]) for s in sorted({s for _, s in by})
                  if ("hillclimb", s) in by and ("evolution", s) in by]
-        for s, h, e in pairs:
-            lines.append(f"| {ds} | {s} | {h['wall']:.0f} | {e['wall']:.0f} | {h['wall'] / e['wall']:.2f} | "
-                         f"{h['best_val']:.3f} / {h['best_test']:.3f} | {e['best_val']:.3f} / {e['best_test']:.3f} |")
+        for s in sorted({s for _, s in by}):  # a seed one strategy ran alone: "-" for the other
+            h, e = by.get(("hillclimb", s)), by.get(("evolution", s))
+            wall = [f"{r['wall']:.0f}" if r else "-" for r in (h, e)]
+            acc = [f"{r['best_val']:.3f} / {r['best_test']:.3f}" if r else "-" for r in (h, e)]
+            ratio = f"{h['wall'] / e['wall']:.2f}" if h and e else "-"
+            lines.append(f"| {ds} | {s} | {wall[0]} | {wall[1]} | {ratio} | {acc[0]} | {acc[1]} |")
         if pairs:
             rt = mean_se([h["wall"] / e["wall"] for _, h, e in pairs])
             dt = mean_se([h["best_test"] - e["best_test"] for _, h, e in pairs])
@@ -331,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="hillclimb: grow the cheapest trial within this much of the best objective "
                         "(default: the strategy's, 0.005)")
     p.add_argument("--initial", type=int, default=None,
-                   help="hillclimb: random trials before the climb (default: the strategy's, 5)")
+                   help="hillclimb: random trials before the climb (default: half the budget, as nasw search sets it)")
+    p.add_argument("--raw", default=None, help="also write every search's trials (JSON) here")
     p.add_argument("--strategies", default="evolution,hillclimb", help="searches to run (comma-separated)")
     p.add_argument("--shrink-perturb", type=float, nargs=2, default=None, metavar=("SHRINK", "PERTURB"),
                    help="override [training] finetune_shrink and finetune_perturb (1 0: fine-tune the exact "
@@ -447,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"written to {out}")
+    if a.raw:
+        import json
+
+        Path(a.raw).write_text(json.dumps({"argv": argv if argv is not None else sys.argv[1:],
+                                           "searches": searches}, indent=1))
+        print(f"trials written to {a.raw}")
     return 0
 
 

@@ -751,7 +751,7 @@ def new_search(
     """
     space = space_for(task)
     evaluator = evaluator_for(task, device=device)
-    options = morph_options(store, strategy_name, dict(strategy_options or {}), evaluator)
+    options = morph_options(store, strategy_name, dict(strategy_options or {}), evaluator, budget)
     warm = _plan_warm_start(store, task, space, evaluator, strategy_name, options, warm_start)
     if warm is not None and echo is not None:
         echo(warm.describe())
@@ -825,13 +825,17 @@ def _plan_warm_start(store: Metastore, task: Task, space: SearchSpace, evaluator
     return plan
 
 
-def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any], evaluator: Evaluator) -> dict[str, Any]:
+def morph_options(
+    store: Metastore, strategy_name: str, options: dict[str, Any], evaluator: Evaluator, budget: float | None = None
+) -> dict[str, Any]:
     """Complete the options of strategies that propose network morphisms (recorded for resume).
 
     * ``input_shape`` (the task's example shape) for ``hillclimb`` and ``evolution`` with
       ``morph``, so they leave out morphism sites that cannot preserve the function;
     * ``start_trial=ID`` (``hillclimb``; a trial of any task, a unique id prefix is enough):
-      its genotype becomes ``start_genotype`` and the first trial inherits its weights.
+      its genotype becomes ``start_genotype`` and the first trial inherits its weights;
+    * ``initial`` (``hillclimb`` without a start): the random trials before the climb, half of
+      ``budget`` (:func:`workbench.strategy.hillclimb.default_initial`).
     """
     uses_morphs = strategy_name == "hillclimb" or (strategy_name == "evolution" and options.get("morph"))
     splits = getattr(evaluator, "splits", None)
@@ -843,6 +847,10 @@ def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any],
         tid = resolve_trial(store, str(options["start_trial"]))
         options["start_trial"] = tid
         options["start_genotype"] = store.trial(tid).genotype_json
+    if strategy_name == "hillclimb" and "initial" not in options and not options.get("start_genotype"):
+        from workbench.strategy.hillclimb import default_initial
+
+        options["initial"] = default_initial(budget)
     return options
 
 

@@ -182,3 +182,15 @@ def test_hillclimb_search_end_to_end_inherits():
     (first,) = store.trials(s2.search_id)
     assert first.parent_trial == best.trial_id and first.genotype_json == best.genotype_json
     assert "another task" in first.tags["nasw.note.transfer"]
+    assert s2.strategy.initial == 1  # a climb from a named start has no random trials
+
+
+def test_a_hillclimb_search_spends_half_its_budget_on_random_starts_and_records_it():
+    store = open_store("memory://")
+    task = tiny_task(epochs=1)
+    search = new_search(store, task, "hillclimb", budget=12, seed=0)
+    assert search.strategy.initial == 6
+    assert store.search(search.search_id).spec["strategy_options"]["initial"] == 6  # resume replays it
+    assert new_search(store, task, "hillclimb", budget=6, seed=0).strategy.initial == 5  # at least 5
+    assert new_search(store, task, "hillclimb", budget=12, seed=0,
+                      strategy_options={"initial": 2}).strategy.initial == 2  # the user's choice wins

@@ -12,7 +12,7 @@ from workbench.space.morphs import apply_steps
 from workbench.space.registry import make_space
 from workbench.strategy.base import Observation
 from workbench.strategy.evolution import RegularizedEvolution
-from workbench.strategy.hillclimb import HillClimb, size_of
+from workbench.strategy.hillclimb import HillClimb, default_initial, size_of
 from workbench.strategy.registry import make_strategy
 
 
@@ -196,3 +196,7 @@ def test_by_default_the_climb_grows_the_best_of_5_random_trials_unless_given_a_s
     props = drive(s, 3)
     assert props[0].genotype == g and props[1].parent_trial == "t0"  # no random trials: the climb starts at g
     assert all(p.morphisms for p in props[1:])
+
+
+def test_the_default_random_start_is_half_the_budget_and_at_least_5():
+    assert [default_initial(b) for b in (None, 1, 8, 10, 11, 30, 100.0)] == [5, 5, 5, 5, 5, 15, 50]

@@ -27,6 +27,20 @@ def size_of(g: Genotype) -> tuple[int, int]:
     return width + 8 * len(parts), len(g.spec)
 
 
+def default_initial(budget: float | None) -> int:
+    """Random trials before the climb in a search of ``budget`` trials: half of them, at least 5
+    (5 without a budget).
+
+    The climb cannot change activations, pooling or layer types, so the networks it grows are
+    only as good as the random start it picks; half the budget on random starts is what made
+    30-trial climbs test as well as from-scratch evolution on digits and mnist1d
+    (benchmarks/results/morphism.md), where 5 left them half a point below on digits.
+    """
+    if budget is None:
+        return 5
+    return max(5, int(budget) // 2)
+
+
 class HillClimb(Strategy):
     """NASH-style hill climbing: children of the incumbent through a few network morphisms.
 
@@ -69,7 +83,8 @@ class HillClimb(Strategy):
             change a network's activations or pooling, so one small start is a fragile anchor
             (on one mnist1d seed it stalled at test 0.85 where the best of 5 reached 0.98).
             1: NASH's single small start. Default: 5, or 1 with a ``start_genotype`` (the climb
-            starts from the network it names).
+            starts from the network it names); a search started by nasw sets
+            :func:`default_initial` of its budget (half of it).
         margin: Trials whose objective is within ``margin`` of the best count as equally good,
             and the cheapest of them (multiply-adds) is grown: a noisy validation split does not
             push the climb to bigger networks for gains it cannot tell from noise (0.005 is one
