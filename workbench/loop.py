@@ -751,8 +751,9 @@ def new_search(
     """
     space = space_for(task)
     evaluator = evaluator_for(task, device=device)
-    options = morph_options(store, strategy_name, dict(strategy_options or {}), evaluator, budget)
+    options = morph_options(store, strategy_name, dict(strategy_options or {}), evaluator)
     warm = _plan_warm_start(store, task, space, evaluator, strategy_name, options, warm_start)
+    climb_options(strategy_name, options, budget, warm.strategy_kwargs if warm else {})
     if warm is not None and echo is not None:
         echo(warm.describe())
     strategy = make_strategy(strategy_name, space, seed=seed, **options, **(warm.strategy_kwargs if warm else {}))
@@ -825,17 +826,13 @@ def _plan_warm_start(store: Metastore, task: Task, space: SearchSpace, evaluator
     return plan
 
 
-def morph_options(
-    store: Metastore, strategy_name: str, options: dict[str, Any], evaluator: Evaluator, budget: float | None = None
-) -> dict[str, Any]:
+def morph_options(store: Metastore, strategy_name: str, options: dict[str, Any], evaluator: Evaluator) -> dict[str, Any]:
     """Complete the options of strategies that propose network morphisms (recorded for resume).
 
     * ``input_shape`` (the task's example shape) for ``hillclimb`` and ``evolution`` with
       ``morph``, so they leave out morphism sites that cannot preserve the function;
     * ``start_trial=ID`` (``hillclimb``; a trial of any task, a unique id prefix is enough):
-      its genotype becomes ``start_genotype`` and the first trial inherits its weights;
-    * ``initial`` (``hillclimb`` without a start): the random trials before the climb, half of
-      ``budget`` (:func:`workbench.strategy.hillclimb.default_initial`).
+      its genotype becomes ``start_genotype`` and the first trial inherits its weights.
     """
     uses_morphs = strategy_name == "hillclimb" or (strategy_name == "evolution" and options.get("morph"))
     splits = getattr(evaluator, "splits", None)
@@ -847,10 +844,23 @@ def morph_options(
         tid = resolve_trial(store, str(options["start_trial"]))
         options["start_trial"] = tid
         options["start_genotype"] = store.trial(tid).genotype_json
-    if strategy_name == "hillclimb" and "initial" not in options and not options.get("start_genotype"):
-        from workbench.strategy.hillclimb import default_initial
+    return options
 
-        options["initial"] = default_initial(budget)
+
+def climb_options(
+    strategy_name: str, options: dict[str, Any], budget: float, warm_kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Set ``initial`` (the random trials before the climb) of a ``hillclimb`` search to half its
+    ``budget`` (:func:`workbench.strategy.hillclimb.default_initial`; recorded for resume), unless
+    the user chose it or the climb has a start (``start_trial``, or a warm start's best
+    architecture in ``warm_kwargs``): then it climbs from that start at once."""
+    if strategy_name != "hillclimb" or "initial" in options:
+        return options
+    if options.get("start_genotype") or warm_kwargs.get("start_genotype"):
+        return options
+    from workbench.strategy.hillclimb import default_initial
+
+    options["initial"] = default_initial(budget)
     return options
 
 

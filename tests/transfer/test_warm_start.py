@@ -107,3 +107,17 @@ def test_auto_with_too_little_history_starts_cold_and_says_why():
                              values=np.linspace(0.4, 0.6, MIN_SOURCE_TRIALS), meta_features={})
     plan = plan_warm_start("auto", {"photo": enough}, SPACE, "cora", {}, "bo", {}, ["sources", "prior"])
     assert [s.task for s in plan.sources] == ["photo"]
+
+
+def test_a_warm_started_climb_grows_the_sources_best_at_once_and_a_cold_one_starts_with_half_its_budget(tmp_path):
+    from metastore import open_store
+    from workbench.loop import new_search
+    from workbench.task import load_task
+
+    store = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    new_search(store, load_task("nbgraph-computers"), "random", 30, seed=0).run()
+    warm = new_search(store, load_task("nbgraph-arxiv"), "hillclimb", 30, seed=0, warm_start="auto")
+    assert warm.strategy.start is not None and warm.strategy.initial == 1  # no random trials first
+    assert "initial" not in store.search(warm.search_id).spec["strategy_options"]
+    cold = new_search(store, load_task("nbgraph-arxiv"), "hillclimb", 30, seed=0, warm_start="none")
+    assert cold.strategy.start is None and cold.strategy.initial == 15
