@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import json
 import math
 import multiprocessing as mp
 import os
@@ -187,15 +188,17 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
                initial: int | None = None) -> dict[str, Any]:
     """One search on a memory store; wall-clock and the best trial's test accuracy."""
     from metastore import open_store
-    from workbench.loop import Search, price_genotypes
+    from workbench.loop import Search, climb_options, price_genotypes
     from workbench.strategy.evolution import RegularizedEvolution
-    from workbench.strategy.hillclimb import HillClimb, default_initial
+    from workbench.strategy.hillclimb import HillClimb
 
     _threads(threads)
     task, space, ev = _task_and_evaluator(dataset, full, device, sp)
     if strategy == "hillclimb":
-        opts = {k: v for k, v in (("margin", margin),) if v is not None}  # else its default
-        opts["initial"] = default_initial(budget) if initial is None else initial  # as nasw search sets it
+        opts = {} if initial is None else {"initial": initial}
+        if margin is not None:  # else the strategy's
+            opts["margin"] = margin
+        climb_options("hillclimb", opts, budget, {})  # initial as nasw search sets it
         strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, children=children, **opts)
         price_genotypes(strat, ev)
     else:
@@ -295,10 +298,11 @@ def search_details(rows: list[dict[str, Any]]) -> list[str]:
     summary = []
     for ds in sorted({r["dataset"] for r in rows}):
         by = {(r["strategy"], r["seed"]): r for r in rows if r["dataset"] == ds}
-        pairs = [(s, by["hillclimb", s], by["evolution", s]) for s in sorted({s for _, s in by})
-                 if ("hillclimb", s) in by and ("evolution", s) in by]
+        pairs = []
         for s in sorted({s for _, s in by}):  # a seed one strategy ran alone: "-" for the other
             h, e = by.get(("hillclimb", s)), by.get(("evolution", s))
+            if h and e:
+                pairs.append((s, h, e))
             wall = [f"{r['wall']:.0f}" if r else "-" for r in (h, e)]
             acc = [f"{r['best_val']:.3f} / {r['best_test']:.3f}" if r else "-" for r in (h, e)]
             ratio = f"{h['wall'] / e['wall']:.2f}" if h and e else "-"
@@ -457,8 +461,6 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text)
     print(f"written to {out}")
     if a.raw:
-        import json
-
         Path(a.raw).write_text(json.dumps({"argv": argv if argv is not None else sys.argv[1:],
                                            "searches": searches}, indent=1))
         print(f"trials written to {a.raw}")

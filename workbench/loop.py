@@ -753,7 +753,7 @@ def new_search(
     evaluator = evaluator_for(task, device=device)
     options = morph_options(store, strategy_name, dict(strategy_options or {}), evaluator)
     warm = _plan_warm_start(store, task, space, evaluator, strategy_name, options, warm_start)
-    climb_options(strategy_name, options, budget, warm.strategy_kwargs if warm else {})
+    options = climb_options(strategy_name, options, budget, warm.strategy_kwargs if warm else {})
     if warm is not None and echo is not None:
         echo(warm.describe())
     strategy = make_strategy(strategy_name, space, seed=seed, **options, **(warm.strategy_kwargs if warm else {}))
