@@ -85,7 +85,7 @@ CHEAP_FRACTION = 1 / 3  # the cheap schemes' budget, as a fraction of the full s
 def run_search(task, scheme: str, trials: int, seed: int, strategy: str, fraction: float = CHEAP_FRACTION) -> dict[str, Any]:
     """One search of a scheme; what it found and what it cost."""
     from metastore import open_store
-    from workbench.loop import is_full, new_search
+    from workbench.search import is_full, new_search
 
     store = open_store("memory://")
     kw: dict[str, Any] = {}
@@ -110,7 +110,7 @@ def run_search(task, scheme: str, trials: int, seed: int, strategy: str, fractio
         if r.state == "finished" and is_full(r) and (incumbent is None or r.metrics["val_accuracy"] > incumbent.metrics["val_accuracy"]):
             incumbent = r
         trace.append((spent, None if incumbent is None else incumbent.metrics["test_accuracy"]))
-    curves = [search._curve_of(r.trial_id) for r in recs if r.state == "finished" and is_full(r)]
+    curves = [search.fidelity.curve_of(r.trial_id) for r in recs if r.state == "finished" and is_full(r)]
     return {
         "scheme": scheme, "seed": seed, "wall": wall, "trials": len(recs),
         "compute": float(result.summary.get("total_train_seconds", spent)),

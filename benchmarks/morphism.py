@@ -188,7 +188,8 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
                initial: int | None = None) -> dict[str, Any]:
     """One search on a memory store; wall-clock and the best trial's test accuracy."""
     from metastore import open_store
-    from workbench.loop import Search, climb_options, price_genotypes
+    from workbench.search import Search, price_genotypes
+    from workbench.strategy.base import StrategySetup
     from workbench.strategy.evolution import RegularizedEvolution
     from workbench.strategy.hillclimb import HillClimb
 
@@ -198,7 +199,7 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
         opts = {} if initial is None else {"initial": initial}
         if margin is not None:  # else the strategy's
             opts["margin"] = margin
-        climb_options("hillclimb", opts, budget, {})  # initial as nasw search sets it
+        HillClimb.prepare_options(opts, StrategySetup(budget=budget))  # initial as nasw search sets it
         strat = HillClimb(space, seed=seed, input_shape=ev.splits.input_shape, children=children, **opts)
         price_genotypes(strat, ev)
     else:

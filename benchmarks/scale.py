@@ -51,7 +51,7 @@ ONE_OFF = {"seconds": 0.0}
 
 def _time_one_off() -> None:
     """Time the once-per-search artifacts (plots, report) that a finished search writes."""
-    from workbench.loop import Search
+    from workbench.search import Search
 
     plot = Search._plot
 
@@ -83,7 +83,7 @@ def calibrate_epochs(folder: Path, trial_seconds: float, n: int = 4) -> tuple[in
 
 def run_search(folder: Path, executor: str, workers: int, trials: int, seed: int = 0) -> tuple[float, list]:
     from metastore import open_store
-    from workbench.loop import new_search
+    from workbench.search import new_search
     from workbench.task import load_task
 
     uri = f"sqlite:///{folder / f'{executor}-{workers}.db'}"

@@ -109,17 +109,14 @@ def histories_for(target: str, seed: int, n_trials: int, strategy: str) -> dict:
 
 def warm_plan(target: str, seed: int, n_trials: int, strategy: str, transfer: str = "rgpe"):
     """The warm-start plan of ``--warm-start auto`` for a BO search on ``target``."""
-    import inspect
-
     from workbench.space.nbgraph import NBGraphSpace
     from workbench.strategy.bo.strategy import BayesianOptimization
     from workbench.task import load_task
     from workbench.transfer.plan import plan_warm_start
 
     task = load_task(f"nbgraph-{target}")
-    accepted = list(inspect.signature(BayesianOptimization.__init__).parameters)
     return plan_warm_start("auto", histories_for(target, seed, n_trials, strategy), NBGraphSpace(target), task.name,
-                           dict(task.meta_features), "bo", {"transfer": transfer}, accepted)
+                           dict(task.meta_features), BayesianOptimization, {"transfer": transfer})
 
 
 # -- one target search ----------------------------------------------------------------------------
@@ -148,7 +145,8 @@ def run_one(target: str, method: str, seed: int, max_evals: int, min_evals: int,
     order: list[int] = []
     if method in ("rgpe", "mtgp"):
         plan = warm_plan(target, seed, n_trials, source_strategy, method)
-        strat = BayesianOptimization(space, seed=seed, transfer=method, hedge=hedge, **plan.strategy_kwargs)
+        strat = BayesianOptimization(space, seed=seed, transfer=method, hedge=hedge,
+                                     **BayesianOptimization.warm_start_options(plan.offer, {}))
     elif method == "cold":
         strat = BayesianOptimization(space, seed=seed)
     elif method == "naive":

@@ -47,7 +47,7 @@ def make_data(target: str, n_target: int, n_source: int, sources: tuple[str, ...
     """Target observations and ``(task, genotypes, values, weight)`` sources (random architectures)."""
     from workbench.evaluate.tabular import table_arrays
     from workbench.space.nbgraph import NBGraphSpace
-    from workbench.strategy.base import Observation
+    from workbench.strategy.base import Observation, WarmSource
 
     space = NBGraphSpace(target)
     pool = space.pool()
@@ -58,7 +58,7 @@ def make_data(target: str, n_target: int, n_source: int, sources: tuple[str, ...
     raw = []
     for j, ds in enumerate(sources):
         sidx = np.random.default_rng([seed, j + 1]).choice(len(pool), per, replace=False)
-        raw.append((f"nbgraph-{ds}", [pool[i] for i in sidx], table_arrays(ds).val_accuracy[sidx], 0.5))
+        raw.append(WarmSource(f"nbgraph-{ds}", tuple(pool[i] for i in sidx), table_arrays(ds).val_accuracy[sidx], 0.5))
     return space, obs, raw, idx
 
 
@@ -107,7 +107,7 @@ def time_stock(space, obs, raw, chunk: int = 2048) -> dict:
     pool_x = torch.as_tensor(np.array(space.pool_encoding("onehot")), dtype=torch.float64)
     xs, ys = [], []
     groups = [(0, [o.genotype for o in obs], np.array([o.value for o in obs]))]
-    groups += [(t + 1, gs, np.asarray(v, dtype=float)) for t, (_, gs, v, _) in enumerate(raw)]
+    groups += [(t + 1, s.genotypes, np.asarray(s.values, dtype=float)) for t, s in enumerate(raw)]
     for task, gs, v in groups:
         x = pool_x[[space.index_of(g) for g in gs]]
         xs.append(torch.cat([x, torch.full((len(gs), 1), float(task), dtype=torch.float64)], 1))

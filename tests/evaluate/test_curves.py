@@ -99,7 +99,7 @@ def test_rule_round_trips_as_json():
 def test_a_search_with_lc_stops_trials_and_records_the_decision():
     from metastore import open_store
     from workbench.evaluate.synthetic import SyntheticEvaluator
-    from workbench.loop import Search, observation_of
+    from workbench.search import Search, observation_of
     from workbench.space.genotype import Genotype
     from workbench.space.registry import make_space
     from workbench.strategy.registry import make_strategy

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import synthetic_search
 from workbench.data.base import load_splits
 from workbench.errors import TaskError, UserError
 from workbench.evaluate.base import StopTraining, supports_fidelity
-from workbench.evaluate.fidelity import FIDELITY_TAG, Fidelity, FidelitySpace, continued, fidelity_space
-from workbench.evaluate.synthetic import SyntheticEvaluator
+from metastore.schema import TAG_FIDELITY as FIDELITY_TAG
+from workbench.evaluate.fidelity import Fidelity, FidelitySpace, continued, fidelity_space
 from workbench.evaluate.tabular import TabularEvaluator
 from workbench.evaluate.trainer import TrainConfig, TrainedEvaluator, resize_inputs, subset_indices
 from workbench.nn.build import build_model
@@ -172,24 +173,6 @@ TASK = {
 }
 
 
-def synthetic_search(store, scheduler: str | None, budget: float, **kw):
-    from workbench.evaluate.fidelity import fidelity_space as fspace
-    from workbench.evaluate.schedulers import make_scheduler
-    from workbench.loop import Search
-    from workbench.strategy.registry import make_strategy
-    from workbench.task import parse_task_dict
-
-    task = parse_task_dict(TASK)
-    space = make_space(**TASK["space"])
-    fs = fspace(task.fidelity, 9)
-    sched = make_scheduler(scheduler, fs, budget) if scheduler else None
-    search = Search(store, task, make_strategy(kw.pop("strategy", "random"), space, seed=0),
-                    SyntheticEvaluator(full_epochs=9), space, max(1, int(budget)), seed=0, scheduler=sched,
-                    fidelity_space=fs, **kw)
-    search.start()
-    return search
-
-
 @pytest.fixture
 def mlflow_store(tmp_path):
     from metastore import open_store
@@ -198,7 +181,7 @@ def mlflow_store(tmp_path):
 
 
 def test_fidelity_shows_in_mlflow_and_histories_skip_low_fidelity_trials(mlflow_store):
-    search = synthetic_search(mlflow_store, "sh", budget=2)
+    search = synthetic_search(mlflow_store, TASK, "sh", budget=2)
     result = search.run()
     trials = mlflow_store.trials(result.search_id)
     assert len(trials) == 13  # rungs 9 -> 3 -> 1 (epochs 1, 3, 9)
@@ -217,10 +200,10 @@ def test_fidelity_shows_in_mlflow_and_histories_skip_low_fidelity_trials(mlflow_
 
 def test_memory_store_histories_and_resumed_observations_know_the_fidelity():
     from metastore import open_store
-    from workbench.loop import observation_of
+    from workbench.search import observation_of
 
     store = open_store("memory://")
-    search = synthetic_search(store, "sh", budget=2)
+    search = synthetic_search(store, TASK, "sh", budget=2)
     result = search.run()
     assert len(store.histories("chain-v1", "val_accuracy")["synthetic-chain"].trial_ids) == 1
     obs = [observation_of(t, "val_accuracy", search.space) for t in store.trials(result.search_id)]
@@ -232,7 +215,7 @@ def test_a_search_without_scheduler_records_full_fidelity():
     from metastore import open_store
 
     store = open_store("memory://")
-    search = synthetic_search(store, None, budget=3)
+    search = synthetic_search(store, TASK, None, budget=3)
     result = search.run()
     trials = store.trials(result.search_id)
     assert len(trials) == 3

@@ -9,10 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from helpers import nasw, synthetic_search, tiny_toml
 from workbench.errors import UserError
-from workbench.evaluate.fidelity import FIDELITY_TAG, fidelity_space
+from metastore.schema import TAG_FIDELITY as FIDELITY_TAG
+from workbench.evaluate.fidelity import fidelity_space
 from workbench.evaluate.schedulers import ASHA, Hyperband, SuccessiveHalving, make_scheduler, scheduler_names
-from workbench.evaluate.synthetic import SyntheticEvaluator
 
 FS = fidelity_space({"epochs": [1, 27]}, full_epochs=27)
 
@@ -174,27 +175,12 @@ TASK = {
 }
 
 
-def search_under(store, scheduler: str, strategy: str, budget: float, **options):
-    from workbench.loop import Search
-    from workbench.space.registry import make_space
-    from workbench.strategy.registry import make_strategy
-    from workbench.task import parse_task_dict
-
-    task = parse_task_dict(TASK)
-    space = make_space(**TASK["space"])
-    fs = fidelity_space(task.fidelity, 27)
-    search = Search(store, task, make_strategy(strategy, space, seed=0, **options), SyntheticEvaluator(27), space,
-                    max(1, int(budget)), seed=0, scheduler=make_scheduler(scheduler, fs, budget), fidelity_space=fs)
-    search.start()
-    return search
-
-
 @pytest.mark.parametrize("strategy, options", [("evolution", {"population": 8}), ("bo", {"n_init": 4, "n_samples": 200, "n_mutations": 20})])
 def test_bo_and_evolution_run_under_successive_halving(strategy, options):
     from metastore import open_store
 
     store = open_store("memory://")
-    search = search_under(store, "sh", strategy, 3.0, **options)
+    search = synthetic_search(store, TASK, "sh", 3.0, strategy=strategy, strategy_options=options)
     result = search.run()
     trials = store.trials(result.search_id)
     assert Counter(json.loads(t.tags[FIDELITY_TAG])["rung"] for t in trials) == {0: 27, 1: 9, 2: 3, 3: 1}
@@ -226,9 +212,9 @@ def test_resumed_search_continues_its_schedule():
     from metastore import open_store
 
     store = open_store("memory://")
-    first = search_under(store, "sh", "random", 3.0)
+    first = synthetic_search(store, TASK, "sh", 3.0)
     done = first.run()
-    again = search_under(store, "sh", "random", 6.0)  # a larger budget: one more bracket
+    again = synthetic_search(store, TASK, "sh", 6.0)  # a larger budget: one more bracket
     again.replay(done.search_id)
     assert again.scheduler.committed == pytest.approx(3.0)
     result = again.run()
@@ -236,28 +222,12 @@ def test_resumed_search_continues_its_schedule():
     assert Counter(r["bracket"] for r in recs) == {0: 40, 1: 40}
 
 
-TINY = """
-name = "tiny-asha"
-kind = "trained"
-[dataset]
-loader = "digits"
-[space]
-kind = "chain"
-max_layers = 2
-kernels = [3]
-widths = [4, 8]
-dense_widths = [16]
-[training]
-epochs = 3
-batch_size = 256
-[fidelity]
-epochs = [1, 3]
-"""
+TINY = tiny_toml("tiny-asha", None, split=None, training={"epochs": 3, "batch_size": 256}, fidelity={"epochs": [1, 3]})
 
 
 def test_asha_with_two_pool_workers_completes(tmp_path):
     from metastore import open_store
-    from workbench.loop import new_search
+    from workbench.search import new_search
     from workbench.task import load_task
 
     (tmp_path / "tiny.toml").write_text(TINY)
@@ -276,7 +246,7 @@ def test_asha_with_two_pool_workers_completes(tmp_path):
 
 def test_a_tabular_task_cannot_be_scheduled():
     from metastore import open_store
-    from workbench.loop import new_search
+    from workbench.search import new_search
     from workbench.task import load_task
 
     with pytest.raises(UserError, match="lower fidelities"):
@@ -284,19 +254,14 @@ def test_a_tabular_task_cannot_be_scheduled():
 
 
 def test_cli_schedules_a_search_and_refuses_a_tabular_task(tmp_path, monkeypatch, capsys):
-    from workbench.cli import main
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.toml").write_text(TINY)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with pytest.raises(SystemExit) as exc:
-        main(["search", "--task", "nbgraph-cora", "--scheduler", "sh", "--store", store, "--quiet"])
-    assert exc.value.code == 2 and "lower fidelities" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        main(["search", "--task", "tiny.toml", "--strategy", "random", "--scheduler", "sh", "--budget", "1",
-              "--scheduler-option", "n_configs=3", "--store", store, "--json"])
-    out = capsys.readouterr().out
-    assert exc.value.code == 0
+    code, _, err = nasw(["search", "--task", "nbgraph-cora", "--scheduler", "sh", "--store", store, "--quiet"], capsys)
+    assert code == 2 and "lower fidelities" in err
+    code, out, _ = nasw(["search", "--task", "tiny.toml", "--strategy", "random", "--scheduler", "sh", "--budget", "1",
+                         "--scheduler-option", "n_configs=3", "--store", store, "--json"], capsys)
+    assert code == 0
     result = json.loads(out.strip().splitlines()[-1])
     assert result["n_trials"] == 4 and result["best"]["metrics"]["epochs"] == 3  # 3 x 1 epoch, the best to 3
 

@@ -14,22 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-TINY = """
-name = "tiny-kill"
-description = "digits, 1 epoch, tiny nets (resume tests)"
-kind = "trained"
-[dataset]
-loader = "digits"
-[space]
-kind = "chain"
-max_layers = 2
-kernels = [3]
-widths = [4, 8]
-dense_widths = [16]
-[training]
-epochs = 2
-batch_size = 256
-"""
+from helpers import tiny_toml
+
+TINY = tiny_toml("tiny-kill", "digits, 1 epoch, tiny nets (resume tests)", split=None,
+                 training={"epochs": 2, "batch_size": 256})
 
 
 def nasw(*args: str, cwd: Path, env: dict | None = None, **kw) -> subprocess.Popen:
@@ -164,7 +152,7 @@ def test_ray_executor_runs_a_40_trial_search(tmp_path):
 
 def test_process_pool_records_every_trial_once(tmp_path):
     from metastore import open_store
-    from workbench.loop import new_search
+    from workbench.search import new_search
     from workbench.task import load_task
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -179,7 +167,7 @@ def test_process_pool_records_every_trial_once(tmp_path):
 def test_parallel_workers_need_a_persistent_store():
     from metastore import open_store
     from workbench.errors import UserError
-    from workbench.loop import new_search
+    from workbench.search import new_search
     from workbench.task import load_task
 
     with pytest.raises(UserError, match="persistent store"):
@@ -189,8 +177,8 @@ def test_parallel_workers_need_a_persistent_store():
 def test_resume_refuses_while_a_trial_is_alive(tmp_path):
     from metastore import open_store
     from workbench.errors import UserError
-    from workbench.execute.trial import HEARTBEAT_TAG
-    from workbench.loop import new_search, resume_search
+    from metastore.schema import TAG_HEARTBEAT as HEARTBEAT_TAG
+    from workbench.search import new_search, resume_search
     from workbench.task import load_task
 
     store = open_store(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -7,29 +7,25 @@ from collections.abc import Sequence
 import pytest
 import torch
 
+import helpers
 from metastore import open_store
 from workbench.evaluate.factory import evaluator_for, space_for
 from workbench.execute.trial import TrialJob
 from workbench.lineage import ancestors, children, resolve_trial
-from workbench.loop import Search, inherit_weights, new_search
+from workbench.execute.inherit import inherit_weights
+from workbench.search import Search, new_search
 from workbench.space.edits import MorphismStep, steps_from_json
 from workbench.space.genotype import Genotype
 from workbench.space.morphs import apply_steps
 from workbench.strategy.base import Observation, Proposal, Strategy
-from workbench.task import parse_task_dict
 
 torch.set_num_threads(1)
 
 
 def tiny_task(name: str = "tiny-digits", split_seed: int = 0, epochs: int = 3, widths=(8, 16)) -> object:
-    return parse_task_dict({
-        "name": name,
-        "description": "digits, a tiny chain space (tests)",
-        "dataset": {"loader": "digits"},
-        "split": {"seed": split_seed},
-        "space": {"kind": "chain", "max_layers": 4, "kernels": [3, 5], "widths": list(widths), "dense_widths": [16]},
-        "training": {"epochs": epochs, "batch_size": 128, "finetune_epochs": 1},
-    })
+    return helpers.tiny_task(name, "digits, a tiny chain space (tests)", kind=None, split={"seed": split_seed},
+                             space={"max_layers": 4, "kernels": [3, 5], "widths": list(widths)},
+                             training={"epochs": epochs, "finetune_epochs": 1})
 
 
 ROOT = {"space": "chain-v1", "spec": {"layers": [

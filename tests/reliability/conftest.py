@@ -9,42 +9,15 @@ from typing import Any
 
 import pytest
 
-TINY_TASK: dict[str, Any] = {
-    "name": "tiny-faults",
-    "description": "digits, 1 epoch, tiny chain nets (fault tests)",
-    "kind": "trained",
-    "dataset": {"loader": "digits"},
-    "split": {"seed": 0},
-    "space": {"kind": "chain", "max_layers": 2, "kernels": [3], "widths": [4, 8], "dense_widths": [16]},
-    "training": {"epochs": 1, "batch_size": 128},
-}
+import helpers
 
-TINY_TOML = """
-name = "tiny-faults"
-description = "digits, 1 epoch, tiny chain nets (fault tests)"
-kind = "trained"
-[dataset]
-loader = "digits"
-[split]
-seed = 0
-[space]
-kind = "chain"
-max_layers = 2
-kernels = [3]
-widths = [4, 8]
-dense_widths = [16]
-[training]
-epochs = 1
-batch_size = 128
-"""
+TINY_TASK: dict[str, Any] = helpers.tiny_doc("tiny-faults", "digits, 1 epoch, tiny chain nets (fault tests)")
+TINY_TOML = helpers.task_toml(TINY_TASK)
 
 
 def tiny_task(**training: Any):
     """The tiny trained task, with ``[training]`` settings overridden."""
-    from workbench.task import parse_task_dict
-
-    doc = {**TINY_TASK, "training": {**TINY_TASK["training"], **training}}
-    return parse_task_dict(doc)
+    return helpers.tiny_task(TINY_TASK["name"], TINY_TASK["description"], training=training)
 
 
 @dataclass
@@ -90,7 +63,7 @@ def run_search() -> Callable[..., tuple[Any, Any, Watch]]:
     return ``(search, result, watch)``."""
 
     def go(store, task, budget: int, strategy: str = "random", seed: int = 0, **options: Any):
-        from workbench.loop import new_search
+        from workbench.search import new_search
 
         watch = Watch(store=store)
         search = new_search(store, task, strategy, budget, seed, strategy_options=options, progress=watch)

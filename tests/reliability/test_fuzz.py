@@ -8,8 +8,6 @@ the caller (task files: :class:`TaskError` / :class:`UserError`; genotypes:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -21,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import nasw
 from workbench.errors import InvalidGenotype, UserError
 from workbench.space.genotype import Genotype
 from workbench.space.registry import make_space, space_kinds
@@ -344,36 +343,17 @@ FLAGS = {"--quiet", "--json", "--force", "--help"}
 @pytest.fixture(scope="module")
 def cli_home(tmp_path_factory):
     """A folder with a tiny tabular task, and a shared in-process memory store with one search."""
-    from workbench.cli import main
-
     home = tmp_path_factory.mktemp("cli-fuzz")
     (home / "tab.toml").write_text((REPO / "tasks" / "nbgraph-cora.toml").read_text().replace(
         'name = "nbgraph-cora"', 'name = "fuzz-cora"'))
     (home / "bad.toml").write_text("name = [\n")
     store = "memory://cli-fuzz"
-    code, out, err = _nasw(main, ["search", "--task", str(home / "tab.toml"), "--budget", "2", "--strategy", "random",
-                                  "--store", store, "--json"], home)
+    code, out, err = nasw(["search", "--task", str(home / "tab.toml"), "--budget", "2", "--strategy", "random",
+                           "--store", store, "--json"], cwd=home)
     assert code == 0, err
     search_id = json.loads(out)["search_id"]
-    trial_id = json.loads(_nasw(main, ["show", search_id, "--store", store, "--format", "json"], home)[1])["trials"][0]["trial_id"]
+    trial_id = json.loads(nasw(["show", search_id, "--store", store, "--format", "json"], cwd=home)[1])["trials"][0]["trial_id"]
     return {"home": home, "store": store, "search_id": search_id, "trial_id": trial_id}
-
-
-def _nasw(main, args: list[str], cwd: Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(args)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            else:  # pragma: no cover - main always exits
-                code = 0
-    finally:
-        os.chdir(old)
-    return code, out.getvalue(), err.getvalue()
 
 
 text_arg = st.text(alphabet=string.printable + "é—\u2028", max_size=12)
@@ -443,14 +423,12 @@ def _value_for(name: str, ctx):
 
 
 def test_cli_random_arguments_never_show_a_traceback(cli_home):
-    from workbench.cli import main
-
     seen_codes: set[int] = set()
 
     @FUZZ
     @given(args=cli_args(cli_home))
     def check(args):
-        code, out, err = _nasw(main, args, cli_home["home"])
+        code, out, err = nasw(args, cwd=cli_home["home"])
         text = out + err
         assert "Traceback" not in text, (args, text[-2000:])
         assert "internal error" not in err, (args, err)

@@ -18,17 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import nasw, weights_file
 from metastore import open_store
-from workbench.cli import main
 
 from .conftest import TINY_TOML
-
-
-def nasw(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 class Payload:
@@ -61,12 +54,6 @@ def test_the_payload_is_live(tmp_path):
     marker = tmp_path / "pwned"
     pickle.loads(malicious_files(marker)["pickle-protocol-2"])
     assert marker.exists()
-
-
-def weights_file(store, trial_id: str) -> Path:
-    from metastore.mlflow_store import _local_folder
-
-    return Path(_local_folder(store._trial_run(trial_id).info.artifact_uri)) / "weights" / "model.pt"
 
 
 def plant(store, trial_id: str, data: bytes) -> None:
@@ -156,7 +143,7 @@ def shared_uri(tmp_path_factory) -> str:
 def planted_search(tmp_path, shared_uri):
     """A finished 2-trial search with planted finished trials (better metrics than any real one)
     and one planted RUNNING trial, on a SQLite store."""
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     from .conftest import tiny_task
 
@@ -226,7 +213,7 @@ def test_resume_never_builds_or_uses_planted_genotypes(planted_search, capsys, m
 def test_a_child_of_a_planted_absurd_parent_is_never_built_at_that_size(shared_uri):
     """Cross-task inheritance rebuilds the parent's network: an absurd planted parent is refused
     by the size check (on the meta device) and the child trains from scratch with a note."""
-    from workbench.loop import new_search
+    from workbench.search import new_search
     from workbench.space.genotype import Genotype
     from workbench.strategy.base import Proposal
 
@@ -240,7 +227,8 @@ def test_a_child_of_a_planted_absurd_parent_is_never_built_at_that_size(shared_u
     search = new_search(store, tiny_task(), "random", 1, 0)
     search.run()
     g = Genotype.from_json(store.trials(search.search_id)[0].genotype_json)
-    obs = search.run_trial(Proposal(g, parent_trial=parent), 1)
+    proposal = Proposal(g, parent_trial=parent)
+    obs = search.record(search.execute(search.start_trial(proposal, 1)), g)
     child = store.trial(obs.trial_id)
     assert child.state == "finished"
     note = child.tags["nasw.note.weights"]

@@ -21,19 +21,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import nasw, weights_file
 from metastore import open_store
-from workbench.cli import main
 from workbench.errors import StoreError
 from workbench.strategy.base import Proposal
 
 from .conftest import TINY_TOML, Watch, tiny_task
-
-
-def nasw(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def one_error_line(err: str) -> str:
@@ -47,13 +40,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def weights_file(store, trial_id: str) -> Path:
-    from metastore.mlflow_store import _local_folder
-
-    folder = _local_folder(store._trial_run(trial_id).info.artifact_uri)
-    return Path(folder) / "weights" / "model.pt"
 
 
 # -- the store unreachable or locked ---------------------------------------------------------------
@@ -73,7 +59,7 @@ def test_an_unreachable_server_is_one_clear_error_within_seconds(tmp_path):
 
 
 def test_http_defaults_never_override_the_users_settings(monkeypatch):
-    from metastore.mlflow_store import HTTP_DEFAULTS, http_defaults
+    from metastore.mlflow_setup import HTTP_DEFAULTS, http_defaults
 
     for key in HTTP_DEFAULTS:
         monkeypatch.delenv(key, raising=False)
@@ -92,7 +78,7 @@ def sqlite_store(tmp_path_factory):
 
 
 def test_a_store_locked_for_a_while_is_retried_with_backoff(sqlite_store):
-    from metastore import mlflow_store
+    from metastore import mlflow_runs as mlflow_store
 
     _, store = sqlite_store
     calls = []
@@ -176,7 +162,7 @@ def test_a_store_that_fails_mid_search_stops_it_with_one_line_then_resume_comple
 
 # -- disk full while writing weights ---------------------------------------------------------------
 def test_disk_full_while_saving_weights_finishes_the_trial_with_a_note(sqlite_store, monkeypatch):
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     _, store = sqlite_store
     watch = Watch(store=store)
@@ -203,7 +189,8 @@ def test_disk_full_while_saving_weights_finishes_the_trial_with_a_note(sqlite_st
     monkeypatch.setattr(torch, "save", real_save)
     g = search.space.mutate(__import__("workbench.space.genotype", fromlist=["Genotype"]).Genotype.from_json(
         trials[1].genotype_json), __import__("numpy").random.default_rng(0))
-    obs = search.run_trial(Proposal(g, parent_trial=trials[1].trial_id), 3)
+    proposal = Proposal(g, parent_trial=trials[1].trial_id)
+    obs = search.record(search.execute(search.start_trial(proposal, 3)), g)
     child = store.trial(obs.trial_id)
     assert child.state == "finished"
     assert "weights missing or unreadable; trained from scratch" in child.tags["nasw.note.weights"]
@@ -215,7 +202,7 @@ def test_disk_full_in_the_middle_of_copying_the_artifact(sqlite_store, monkeypat
     behind. The trial finishes with a note; loading the truncated file gives None, not a crash."""
     from mlflow.tracking import MlflowClient
 
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     _, store = sqlite_store
     watch = Watch(store=store)
@@ -246,7 +233,7 @@ def test_disk_full_in_the_middle_of_copying_the_artifact(sqlite_store, monkeypat
 def test_children_of_a_trial_with_missing_or_corrupt_weights_train_from_scratch(sqlite_store, damage):
     import numpy as np
 
-    from workbench.loop import new_search
+    from workbench.search import new_search
     from workbench.space.genotype import Genotype
 
     _, store = sqlite_store
@@ -270,7 +257,7 @@ def test_children_of_a_trial_with_missing_or_corrupt_weights_train_from_scratch(
     g = Genotype.from_json(parent.genotype_json)
     child_g = search.space.mutate(g, np.random.default_rng(1))
     for proposal in (Proposal(g, parent_trial=parent.trial_id), Proposal(child_g, parent_trial=parent.trial_id)):
-        obs = search.run_trial(proposal, len(search.records))
+        obs = search.record(search.execute(search.start_trial(proposal, len(search.records))), proposal.genotype)
         child = store.trial(obs.trial_id)
         assert child.state == "finished", child.reason
         assert "trained from scratch" in child.tags["nasw.note.weights"]

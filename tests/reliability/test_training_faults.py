@@ -14,18 +14,11 @@ import time
 import pytest
 import torch
 
+from helpers import nasw
 from metastore import open_store
-from workbench.cli import main
 from workbench.errors import TrialFailed
 
 from .conftest import TINY_TOML, tiny_task
-
-
-def nasw(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def by_number(store, search_id):
@@ -83,7 +76,7 @@ def test_exploding_gradients_fail_the_trial_and_the_search_goes_on(memory_uri, r
         return model
 
     trial_hook(lambda: watch_box["w"], {1}, explode)
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     from .conftest import Watch
 
@@ -98,7 +91,7 @@ def test_exploding_gradients_fail_the_trial_and_the_search_goes_on(memory_uri, r
 
 
 def test_nan_loss_fails_the_trial(memory_uri, trial_hook):
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     from .conftest import Watch
 
@@ -133,7 +126,7 @@ def spy_batch_sizes(monkeypatch):
 
 
 def test_out_of_memory_retries_once_at_half_batch_size(memory_uri, trial_hook, monkeypatch):
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     from .conftest import Watch
 
@@ -151,7 +144,7 @@ def test_out_of_memory_retries_once_at_half_batch_size(memory_uri, trial_hook, m
 
 
 def test_out_of_memory_twice_fails_the_trial(memory_uri, trial_hook, monkeypatch):
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     from .conftest import Watch
 
@@ -188,7 +181,7 @@ def test_a_cpu_allocation_failure_counts_as_out_of_memory():
 # -- hangs past the time limit ---------------------------------------------------------------------
 def test_a_trial_slow_inside_an_epoch_times_out_between_batches(memory_uri, trial_hook):
     """The trainer checks ``max_seconds`` after every batch: the first epoch never ends here."""
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     from .conftest import Watch
 
@@ -215,7 +208,7 @@ def test_a_trial_stuck_in_python_code_is_stopped_by_the_watchdog(memory_uri, tri
     watchdog of ``execute_trial`` stops it at ``max_seconds`` plus grace."""
     from workbench.evaluate import trainer
     from workbench.execute import limits
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     from .conftest import Watch
 
@@ -320,7 +313,7 @@ def test_a_data_fault_during_a_trial_fails_only_that_trial(memory_uri, monkeypat
     """A lazy loader's read that fails in the middle of a search (a file gone from a network
     drive): that trial fails with the reason, the next ones load the data and go on."""
     from workbench.evaluate import trainer
-    from workbench.loop import new_search
+    from workbench.search import new_search
 
     from .conftest import Watch
 
@@ -381,7 +374,7 @@ def test_strategies_never_take_a_failed_trial_with_good_partial_metrics_as_good(
     import numpy as np
 
     from metastore import TrialRecord
-    from workbench.loop import observation_of
+    from workbench.search import observation_of
     from workbench.space.registry import make_space
     from workbench.strategy.registry import make_strategy, strategy_names
 
@@ -420,7 +413,7 @@ def test_strategies_never_take_a_failed_trial_with_good_partial_metrics_as_good(
 
 def test_search_best_and_show_never_pick_a_failed_trial(memory_uri, capsys):
     """Failed trials whose partial metrics beat every finished one: not the best anywhere."""
-    from workbench.loop import resume_search
+    from workbench.search import resume_search
 
     store = open_store(memory_uri)
     code, out, err = nasw(["search", "--task", "nbgraph-cora", "--budget", 3, "--store", memory_uri, "--json",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,19 +13,16 @@ pytest.importorskip("botorch")
 from workbench.errors import UserError  # noqa: E402
 from workbench.evaluate.tabular import table_arrays  # noqa: E402
 from workbench.space.nbgraph import NBGraphSpace  # noqa: E402
-from workbench.strategy.base import Observation  # noqa: E402
+from workbench.strategy.base import Observation, WarmSource, WarmStart  # noqa: E402
 from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout  # noqa: E402
-from workbench.strategy.bo.multitask import (  # noqa: E402
-    CategoricalSums,
-    DataKernel,
-    FastMultiTaskGP,
-    SourceObjective,
-    leave_pair_out_wrong,
-    prepare_sources,
-    rgpe_weights,
-    wrong_pairs,
-)
+from workbench.strategy.bo.mtgp import FastMultiTaskGP  # noqa: E402
+from workbench.strategy.bo.mtgp_fit import SourceObjective  # noqa: E402
+from workbench.strategy.bo.pool_kernel import CategoricalSums, DataKernel  # noqa: E402
+from workbench.strategy.bo.rgpe import RGPE, leave_pair_out_wrong, rgpe_weights, wrong_pairs  # noqa: E402
+from workbench.strategy.bo.sources import prepare_sources  # noqa: E402
 from workbench.strategy.bo.strategy import BayesianOptimization, transform_targets  # noqa: E402
+from workbench.strategy.bo.transfer import AskRecord  # noqa: E402
+from workbench.strategy.bo.transfer_model import TransferModel  # noqa: E402
 from workbench.strategy.registry import make_strategy  # noqa: E402
 
 DATASET = "photo"
@@ -100,12 +99,12 @@ def test_source_objective_gradient_matches_autograd():
 
 
 def _sources(space, specs, n: int = 80):
-    """``(task, genotypes, values, weight)`` from random architectures of other datasets."""
+    """Warm sources from random architectures of other datasets."""
     pool = space.pool()
     out = []
     for j, (name, values) in enumerate(specs):
         idx = np.random.default_rng(10 + j).choice(len(pool), n, replace=False)
-        out.append((name, [pool[i] for i in idx], np.asarray(values)[idx], 0.5))
+        out.append(WarmSource(name, tuple(pool[i] for i in idx), np.asarray(values)[idx], 0.5))
     return out
 
 
@@ -161,6 +160,34 @@ def test_leave_pair_out_predictions_match_refitting_without_the_pair():
 def test_bad_transfer_option_is_a_clear_error(space):
     with pytest.raises(UserError, match="transfer"):
         BayesianOptimization(space, transfer="magic")
+    gs = space.pool()[:5]
+    with pytest.raises(TypeError, match="WarmSource"):  # the old (task, genotypes, values, weight) tuples
+        BayesianOptimization(space, sources=[("cs", gs, np.arange(5.0), 1.0)])
+
+
+def test_warm_start_options_hand_over_the_sources(space):
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy)], 10)
+    warm = WarmStart(tuple(raw), tuple(raw[0].best(2)))
+    options = BayesianOptimization.warm_start_options(warm, {"transfer": "mtgp"})
+    assert options == {"sources": raw}
+    strat = BayesianOptimization(space, seed=0, transfer="mtgp", **options)
+    assert strat.transfer_model == "mtgp" and set(strat.source_weights()) == {"cs"}
+    # several objectives: each source's two best are evaluated first instead of a model
+    mo = BayesianOptimization(space, objectives=["a", "-b"], **options)
+    assert mo.transfer_model == "" and mo.prior == raw[0].best(2)
+
+
+@pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
+def test_both_multi_task_models_are_transfer_models(space, transfer):
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy)], 30)
+    strat = BayesianOptimization(space, seed=0, sources=raw, transfer=transfer)
+    assert strat._transfer.ready()
+    model = strat._transfer.model
+    assert isinstance(model, TransferModel) and model.name == transfer
+    assert isinstance(model, RGPE) == (transfer == "rgpe")
+    strat.ask(1)  # the proposer reports how the ask went; the strategy keeps it
+    assert list(strat.last_ask) == [f.name for f in dataclasses.fields(AskRecord)]
+    assert strat.last_ask["transfer"] == transfer and set(strat.last_ask["source_weights"]) == {"cs"}
 
 
 @pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
@@ -169,7 +196,7 @@ def test_a_source_that_is_the_target_itself_finds_the_top_1_percent_far_faster(s
     warm, cold = [], []
     for seed in range(2):
         gs, vs = _search_history(space, vals, seed=100 + seed, n=100)
-        src = [(DATASET, gs, vs, 1.0)]
+        src = [WarmSource(DATASET, tuple(gs), vs, 1.0)]
         warm.append(_run(BayesianOptimization(space, seed=seed, sources=src, transfer=transfer), space, vals, 40, threshold))
         cold.append(_run(BayesianOptimization(space, seed=seed), space, vals, 40, threshold))
     assert max(warm) <= 3, (warm, cold)
@@ -179,7 +206,7 @@ def test_a_source_that_is_the_target_itself_finds_the_top_1_percent_far_faster(s
 def test_an_anticorrelated_source_gets_no_weight_and_costs_little(space, vals):
     threshold = float(np.quantile(vals, 0.99))
     gs, vs = _search_history(space, vals, seed=7, n=100, strategy="random")
-    anti = [("anti", gs, -vs, 1.0)]
+    anti = [WarmSource("anti", tuple(gs), -vs, 1.0)]
     warm = BayesianOptimization(space, seed=0, sources=anti)
     hit_warm = _run(warm, space, vals, 45, threshold)
     assert warm.source_weights()["anti"] <= 0.05
@@ -244,7 +271,7 @@ def test_batches_and_pending_stay_distinct(space, vals):
 def test_sources_in_a_space_without_a_pool(chain_space, rng):
     gs = [chain_space.sample(rng) for _ in range(30)]
     vs = rng.normal(size=30)
-    strat = BayesianOptimization(chain_space, seed=0, sources=[("other", gs, vs, 1.0)], n_samples=100, n_mutations=20)
+    strat = BayesianOptimization(chain_space, seed=0, sources=[WarmSource("other", tuple(gs), vs, 1.0)], n_samples=100, n_mutations=20)
     seen = set()
     for k in range(4):
         (p,) = strat.ask(1)

@@ -7,8 +7,8 @@ import pytest
 
 from workbench.errors import UserError
 from workbench.space.nbgraph import NBGraphSpace
+from workbench.strategy.base import WarmSource
 from workbench.transfer.sources import (
-    SourceHistory,
     choose_sources,
     meta_similarity,
     parse_warm_start,
@@ -36,12 +36,12 @@ def test_ranking_agreement_and_meta_similarity():
     assert meta_similarity({"n": 100.0}, {"n": 10_000.0}) < meta_similarity({"n": 100.0}, {"n": 200.0})
 
 
-def _source(task: str, values_of, n: int = 60, seed: int = 0) -> SourceHistory:
+def _source(task: str, values_of, n: int = 60, seed: int = 0) -> WarmSource:
     rng = np.random.default_rng(seed)
     pool = SPACE.pool()
     idx = rng.choice(len(pool), n, replace=False)
     gs = tuple(pool[i] for i in idx)
-    return SourceHistory(task, gs, np.array([values_of(i) for i in idx]), {"nodes": 1000.0})
+    return WarmSource(task, gs, np.array([values_of(i) for i in idx]), meta_features={"nodes": 1000.0})
 
 
 def test_a_source_that_ranks_the_target_backwards_gets_no_weight():
@@ -70,7 +70,7 @@ def test_named_sources_must_exist():
 
 def test_warm_started_evolution_evaluates_the_sources_best_first_and_resumes_exactly(tmp_path):
     from metastore import open_store
-    from workbench.loop import new_search, resume_search
+    from workbench.search import new_search, resume_search
     from workbench.task import load_task
 
     store = open_store(f"sqlite:///{tmp_path / 'm.db'}")
@@ -95,23 +95,24 @@ def test_warm_started_evolution_evaluates_the_sources_best_first_and_resumes_exa
 def test_auto_with_too_little_history_starts_cold_and_says_why():
     from types import SimpleNamespace
 
+    from workbench.strategy.bo.strategy import BayesianOptimization
     from workbench.transfer.plan import MIN_SOURCE_TRIALS, plan_warm_start
 
     pool = SPACE.pool()
     few = SimpleNamespace(genotype_jsons=[pool[i].to_json() for i in range(MIN_SOURCE_TRIALS - 1)],
                           values=[0.5] * (MIN_SOURCE_TRIALS - 1), meta_features={})
-    plan = plan_warm_start("auto", {"photo": few}, SPACE, "cora", {}, "bo", {}, ["sources", "prior"])
+    plan = plan_warm_start("auto", {"photo": few}, SPACE, "cora", {}, BayesianOptimization, {})
     assert plan is not None and plan.sources == []
     assert f"{MIN_SOURCE_TRIALS} or more finished" in plan.describe() and "starting cold" in plan.describe()
     enough = SimpleNamespace(genotype_jsons=[pool[i].to_json() for i in range(MIN_SOURCE_TRIALS)],
                              values=np.linspace(0.4, 0.6, MIN_SOURCE_TRIALS), meta_features={})
-    plan = plan_warm_start("auto", {"photo": enough}, SPACE, "cora", {}, "bo", {}, ["sources", "prior"])
+    plan = plan_warm_start("auto", {"photo": enough}, SPACE, "cora", {}, BayesianOptimization, {})
     assert [s.task for s in plan.sources] == ["photo"]
 
 
 def test_a_warm_started_climb_grows_the_sources_best_at_once_and_a_cold_one_starts_with_half_its_budget(tmp_path):
     from metastore import open_store
-    from workbench.loop import new_search
+    from workbench.search import new_search
     from workbench.task import load_task
 
     store = open_store(f"sqlite:///{tmp_path / 'm.db'}")

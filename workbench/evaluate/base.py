@@ -89,3 +89,62 @@ def supports_fidelity(evaluator: Any) -> bool:
         return "fidelity" in inspect.signature(evaluator.evaluate).parameters
     except (TypeError, ValueError, AttributeError):
         return False
+
+
+@dataclass(frozen=True)
+class EvaluatorTraits:
+    """What the search needs to know of an evaluator, read in one place.
+
+    Attributes:
+        input_shape: The task's example shape (trained tasks), None for tabular lookups.
+        n_classes: The task's number of classes, None for tabular lookups.
+        epochs: Epochs of a full training (the trainer's settings), None when it has none.
+        fidelity: Whether ``evaluate`` takes a ``fidelity`` (:func:`supports_fidelity`).
+    """
+
+    input_shape: tuple[int, ...] | None = None
+    n_classes: int | None = None
+    epochs: int | None = None
+    fidelity: bool = False
+
+    @property
+    def trained(self) -> bool:
+        """True when the evaluator trains networks on data with a known shape."""
+        return self.input_shape is not None and self.n_classes is not None
+
+
+def traits_of(evaluator: Any) -> EvaluatorTraits:
+    """The :class:`EvaluatorTraits` of ``evaluator``: its optional ``splits`` (the task's data,
+    with ``input_shape`` and ``n_classes``) and ``config`` (trainer settings, with ``epochs``)
+    attributes and whether it takes a fidelity. Evaluators are duck-typed (the protocol above),
+    so this is the one place that looks for the optional parts."""
+    splits = getattr(evaluator, "splits", None)
+    epochs = getattr(getattr(evaluator, "config", None), "epochs", None)
+    return EvaluatorTraits(
+        input_shape=None if splits is None else tuple(int(x) for x in splits.input_shape),
+        n_classes=None if splits is None else int(splits.n_classes),
+        epochs=int(epochs) if epochs else None,
+        fidelity=supports_fidelity(evaluator),
+    )
+
+
+def training_config(evaluator: Any, genotype: Genotype | None = None) -> Any:
+    """The trainer settings ``evaluator`` trains ``genotype`` with (its optional
+    ``config_for(genotype)``: a joint genotype carries its own; else its ``config``), None for
+    evaluators that do not train. A genotype the evaluator cannot read gives its ``config``."""
+    config_for = getattr(evaluator, "config_for", None)
+    if genotype is not None and callable(config_for):
+        try:
+            cfg = config_for(genotype)
+        except Exception:  # noqa: BLE001 - an unusable genotype fails later with its own reason
+            cfg = None
+        if cfg is not None:
+            return cfg
+    return getattr(evaluator, "config", None)
+
+
+def training_epochs(evaluator: Any, genotype: Genotype | None = None) -> int | None:
+    """Epochs ``evaluator`` trains ``genotype`` for (:func:`training_config`), None when it does
+    not train."""
+    epochs = getattr(training_config(evaluator, genotype), "epochs", None)
+    return int(epochs) if epochs else None

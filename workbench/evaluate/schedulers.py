@@ -3,7 +3,7 @@
 A scheduler decides what runs next: a *new* configuration (the search asks its strategy for
 one) at some rung, or the *promotion* of a finished trial to the next rung (the same genotype
 at a higher fidelity). It knows trials only by id, genotype key and objective value, never
-strategies or stores, so the search loop (:mod:`workbench.loop`) glues it to the strategy
+strategies or stores, so the search loop (:mod:`workbench.search`) glues it to the strategy
 (BOHB-like: the strategy proposes every new configuration and is told every result, with its
 fidelity) and to the executors.
 
@@ -122,6 +122,8 @@ class Scheduler(ABC):
     """
 
     name: ClassVar[str]
+    #: The options it was built with (recorded with the search; set by :func:`make_scheduler`).
+    options: dict[str, Any] = {}
 
     def __init__(self, space: FidelitySpace, budget: float, *, eta: int | None = None, promote: str = "continue") -> None:
         if promote not in PROMOTE_MODES:
@@ -437,6 +439,8 @@ def make_scheduler(name: str, space: FidelitySpace, budget: float, **options: An
     if cls is None:
         raise UserError(f"unknown scheduler {name!r}; expected one of {scheduler_names()}")
     try:
-        return cls(space, budget, **options)
+        scheduler = cls(space, budget, **options)
     except TypeError as exc:
         raise UserError(f"bad options for scheduler {name!r}: {exc}") from None
+    scheduler.options = dict(options)
+    return scheduler

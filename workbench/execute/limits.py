@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from workbench.errors import TrialFailed
+from workbench.evaluate.base import training_config
 
 #: Extra time the watchdog allows past ``max_seconds``: the trainer's own check (with its more
 #: precise message) normally fires first.
@@ -45,11 +46,7 @@ def hard_limit_for(evaluator: Any, genotype: Any) -> float | None:
     genotypes may carry their own settings) plus a grace period of half of it, at least
     :data:`GRACE_MIN_SECONDS`.
     """
-    config_for = getattr(evaluator, "config_for", None)
-    try:
-        cfg = config_for(genotype) if callable(config_for) else getattr(evaluator, "config", None)
-    except Exception:  # noqa: BLE001 - an unusable genotype fails later with its own reason
-        cfg = getattr(evaluator, "config", None)
+    cfg = training_config(evaluator, genotype)
     seconds = getattr(cfg, "max_seconds", None)
     if seconds is None:
         return None

@@ -47,7 +47,7 @@ def run_job(store_uri: str, task_json: str, device: str | None, job: TrialJob, s
         reason = f"cannot prepare the task in this worker: {type(exc).__name__}: {exc}".splitlines()[0][:500]
         _store(store_uri).finish_trial(job.trial_id, state="failed", reason=reason)
         return TrialOutcome(job.trial_id, job.number, "failed", reason=reason)
-    from workbench.loop import inherit_weights
+    from workbench.execute.inherit import inherit_weights
 
     return execute_trial(store, evaluator, space, job, save_weights=save_weights, inherit=inherit_weights)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -14,7 +14,11 @@ from workbench.space.base import SearchSpace
 from workbench.space.edits import MorphismStep
 from workbench.space.genotype import Genotype
 
-__all__ = ["MorphismStep", "Observation", "Proposal", "Strategy", "fidelity_level", "highest_fidelity"]
+__all__ = ["MorphismStep", "Observation", "Proposal", "Strategy", "StrategySetup", "WarmSource", "WarmStart",
+           "fidelity_level", "highest_fidelity"]
+
+#: Architectures a warm start evaluates first, unless a strategy asks for another number.
+PRIOR_SIZE = 5
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,69 @@ class Observation:
     def ok(self) -> bool:
         """True when the trial succeeded with a finite objective."""
         return self.value is not None and math.isfinite(self.value)
+
+
+@dataclass(frozen=True)
+class WarmSource:
+    """One earlier task's evaluated architectures, from the store to a warm-started strategy.
+
+    Attributes:
+        task: The source task's name.
+        genotypes: `n` genotypes, validated against the target's space.
+        values: `n` objective values (maximised).
+        weight: Trust in the source before the target has data (meta-feature similarity).
+        meta_features: The source task's recorded meta-features.
+    """
+
+    task: str
+    genotypes: tuple[Genotype, ...]
+    values: np.ndarray
+    weight: float = 0.0
+    meta_features: Mapping[str, float] = field(default_factory=dict)
+
+    def standardized(self) -> np.ndarray:
+        """Values with zero mean and unit variance (per task)."""
+        v = np.asarray(self.values, dtype=float)
+        sd = v.std()
+        return (v - v.mean()) / (sd if sd > 1e-12 else 1.0)
+
+    def best(self, k: int) -> list[Genotype]:
+        """The ``k`` best genotypes, best first (ties in order of evaluation)."""
+        order = np.argsort(-np.asarray(self.values), kind="stable")
+        return [self.genotypes[i] for i in order[:k]]
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What a warm-started strategy is offered (see :meth:`Strategy.warm_start_options`).
+
+    Attributes:
+        sources: The chosen source tasks, with their initial weights.
+        prior: The trusted sources' best architectures, best first
+            (:meth:`Strategy.warm_prior_size` of them).
+    """
+
+    sources: tuple[WarmSource, ...] = ()
+    prior: tuple[Genotype, ...] = ()
+
+
+@dataclass(frozen=True)
+class StrategySetup:
+    """What a search knows about its task before its strategy is built
+    (see :meth:`Strategy.prepare_options`).
+
+    Attributes:
+        budget: The search's ``--budget`` (trials; full trainings under a scheduler).
+        input_shape: The task's example shape (trained tasks), None for tabular ones.
+        find_trial: Resolves a trial id (or unique prefix) of any search in the store to
+            ``(trial_id, genotype_json)``; raises :class:`workbench.errors.NotFound`.
+        warm: The warm start on offer, None for a cold search.
+    """
+
+    budget: int
+    input_shape: tuple[int, ...] | None = None
+    find_trial: Callable[[str], tuple[str, str]] | None = None
+    warm: WarmStart | None = None
 
 
 def fidelity_level(obs: Observation) -> float:
@@ -84,9 +151,56 @@ class Strategy(ABC):
           space has unseen members.
         * Failed observations (``value is None``) are remembered but never treated as good.
         * The objective is maximised.
+
+    Optional hooks (every one has a default that does nothing; override what applies, as
+    Optuna's ``BaseSampler`` documents its optional methods):
+        * :meth:`prepare_options` completes the user's options before the strategy is built
+          (recorded with the search, so resume rebuilds the same strategy);
+        * :meth:`warm_prior_size` and :meth:`warm_start_options` turn a warm start into
+          constructor arguments;
+        * :meth:`set_cost` receives a price of genotypes (multiply-adds for the task's input);
+        * :meth:`source_weights` and :attr:`transfer_model` report the strategy's own trust in
+          warm-start sources;
+        * :attr:`objectives` names the objectives of a multi-objective search.
     """
 
     name: ClassVar[str]
+    #: The objectives of a multi-objective search (``--objectives``); empty: the scalar value.
+    objectives: Sequence[Any] = ()
+    #: The strategy's own model of warm-start sources (e.g. ``"rgpe"``), ``""`` without one.
+    transfer_model: str = ""
+
+    # -- optional hooks, before the strategy exists -------------------------------------------
+    @classmethod
+    def prepare_options(cls, options: dict[str, Any], setup: StrategySetup) -> dict[str, Any]:
+        """The user's options completed from the search's setup (called once, for a new
+        search; the result is recorded). Default: unchanged.
+
+        Raises:
+            UserError: An option that cannot be completed (e.g. an unknown start trial).
+        """
+        return options
+
+    @classmethod
+    def warm_prior_size(cls, options: Mapping[str, Any]) -> int:
+        """How many of the sources' best architectures a warm start offers as ``prior``."""
+        return PRIOR_SIZE
+
+    @classmethod
+    def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Constructor arguments that give the strategy a warm start (rebuilt on resume, never
+        recorded). Default: ``{}``, the strategy starts cold."""
+        return {}
+
+    # -- optional hooks, while the search runs ------------------------------------------------
+    def set_cost(self, cost: Callable[[Genotype], float] | None) -> None:
+        """Receive a price of genotypes (multiply-adds of their networks for the task's input).
+        Default: ignored; strategies do not build networks themselves."""
+
+    def source_weights(self) -> dict[str, float]:
+        """The strategy's current trust in each warm-start source; ``{}`` when it keeps none
+        (the search then weighs the sources by ranking agreement)."""
+        return {}
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space

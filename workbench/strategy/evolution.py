@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from workbench.errors import UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation, Proposal, Strategy
+from workbench.strategy.base import Observation, Proposal, Strategy, StrategySetup, WarmStart
 from workbench.strategy.pareto import crowding_distance, nondominated_sort, objective_matrix, parse_objectives
 
 
@@ -44,6 +45,24 @@ class RegularizedEvolution(Strategy):
     """
 
     name = "evolution"
+
+    @classmethod
+    def prepare_options(cls, options: dict[str, Any], setup: StrategySetup) -> dict[str, Any]:
+        """With ``morph``: the task's example shape as ``input_shape`` (recorded), so mutations
+        leave out morphism sites that cannot preserve the function."""
+        if options.get("morph") and setup.input_shape is not None and "input_shape" not in options:
+            options["input_shape"] = [int(x) for x in setup.input_shape]
+        return options
+
+    @classmethod
+    def warm_prior_size(cls, options: Mapping[str, Any]) -> int:
+        """Half the population comes from the sources' best architectures."""
+        return max(1, int(options.get("population", 10)) // 2)
+
+    @classmethod
+    def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The sources' best architectures are evaluated first (``prior``)."""
+        return {"prior": list(warm.prior)}
 
     def __init__(
         self,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from workbench.errors import InvalidGenotype, UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.space.morphs import morph_sites, random_morphisms
-from workbench.strategy.base import Observation, Proposal, Strategy
+from workbench.strategy.base import Observation, Proposal, Strategy, StrategySetup, WarmStart
 
 
 def size_of(g: Genotype) -> tuple[int, int]:
@@ -92,6 +93,35 @@ class HillClimb(Strategy):
     """
 
     name = "hillclimb"
+
+    @classmethod
+    def prepare_options(cls, options: dict[str, Any], setup: StrategySetup) -> dict[str, Any]:
+        """Complete the options of a new climb (recorded, so resume rebuilds the same climb):
+
+        * ``input_shape``: the task's example shape, to leave out morphism sites that cannot
+          preserve the function;
+        * ``start_trial=ID`` (a trial of any task, a unique id prefix is enough): its full id,
+          and its genotype becomes ``start_genotype`` (the first trial inherits its weights);
+        * ``initial``: half the budget (:func:`default_initial`), unless the user chose it or
+          the climb has a start (``start_trial``, or a warm start's best architecture): then
+          it climbs from that start at once.
+        """
+        if setup.input_shape is not None and "input_shape" not in options:
+            options["input_shape"] = [int(x) for x in setup.input_shape]
+        if options.get("start_trial") and "start_genotype" not in options and setup.find_trial is not None:
+            options["start_trial"], options["start_genotype"] = setup.find_trial(str(options["start_trial"]))
+        warm_start = setup.warm is not None and bool(setup.warm.prior)
+        if "initial" not in options and not options.get("start_genotype") and not warm_start:
+            options["initial"] = default_initial(setup.budget)
+        return options
+
+    @classmethod
+    def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Climb from the sources' best architecture (unless the user named a start: then the
+        sources' best are evaluated first, as ``prior``)."""
+        if warm.prior and not options.get("start_genotype"):
+            return {"start_genotype": warm.prior[0].to_json()}
+        return {"prior": list(warm.prior)}
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ no state. The controller is small and always runs on the CPU.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from torch import nn
 from workbench.errors import InvalidGenotype, UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation, Proposal, Strategy
+from workbench.strategy.base import Observation, Proposal, Strategy, WarmStart
 from workbench.strategy.tokens import Cursor, TokenCodec, make_codec
 
 ALGORITHMS = ("reinforce", "ppo")
@@ -245,6 +245,14 @@ class ReinforceController(Strategy):
     """
 
     name = "rl"
+
+    @classmethod
+    def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Every architecture of the trusted sources (weight above 0), with its per-task
+        standardized value, pre-trains the controller (``prior``)."""
+        prior = [Observation(g, float(v)) for s in warm.sources if s.weight > 0
+                 for g, v in zip(s.genotypes, s.standardized())]
+        return {"prior": prior}
 
     def __init__(
         self,

@@ -1,4 +1,9 @@
-"""A warm-start plan: which sources, how much they are trusted, what each strategy is given."""
+"""A warm-start plan: which sources, how much they are trusted, what the strategy is offered.
+
+The strategy decides what it takes (:meth:`workbench.strategy.base.Strategy.warm_start_options`):
+BO the sources' observations, evolution and hill climbing their best architectures, RL every
+trusted architecture; this module holds no strategy-specific rule.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
+from workbench.strategy.base import Strategy, WarmSource, WarmStart
 from workbench.transfer.sources import (
     MIN_SOURCE_TRIALS,
-    SourceHistory,
     SourceWeights,
     choose_sources,
     parse_warm_start,
     sources_from_histories,
     warm_candidates,
     weigh_sources,
+    weighed,
 )
 
-PRIOR_SIZE = 5
+__all__ = ["MIN_SOURCE_TRIALS", "WarmStartPlan", "plan_warm_start"]
 
 
 @dataclass
@@ -30,19 +34,22 @@ class WarmStartPlan:
 
     Attributes:
         mode: ``auto`` or ``tasks``.
-        sources: The source tasks used.
-        weights: Trust per source (meta-feature similarity at the start).
-        prior: Genotypes to evaluate first (the best of the trusted sources).
-        strategy_kwargs: Extra constructor arguments for the strategy (not JSON; rebuilt on resume).
+        sources: The source tasks used, each with its initial weight.
+        weights: Trust per source (meta-feature similarity at the start) and what it is based on.
+        prior: Genotypes offered to evaluate first (the best of the trusted sources).
         history: ``task -> [weight after each trial]`` as the target's data arrives.
     """
 
     mode: str
-    sources: list[SourceHistory]
+    sources: list[WarmSource]
     weights: SourceWeights
     prior: list[Genotype]
-    strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def offer(self) -> WarmStart:
+        """The warm start as a strategy receives it."""
+        return WarmStart(tuple(self.sources), tuple(self.prior))
 
     def to_spec(self) -> dict[str, Any]:
         """JSON-able record for the parent run (what resume needs to rebuild the strategy)."""
@@ -64,33 +71,13 @@ class WarmStartPlan:
                values: Sequence[float]) -> SourceWeights:
         """Re-weigh the sources with the target's observations so far; remember the trajectory."""
         w = weigh_sources(self.sources, space, target_meta, genotypes, values)
-        for s in self.sources:
-            self.history.setdefault(s.task, []).append(round(w.weights.get(s.task, 0.0), 4))
+        self.record_weights(w.weights)
         return w
 
-
-def strategy_kwargs_for(strategy: str, options: Mapping[str, Any], sources: Sequence[SourceHistory],
-                        weights: SourceWeights, prior: Sequence[Genotype], accepted: Sequence[str]) -> dict[str, Any]:
-    """Constructor arguments that give ``strategy`` the warm start, by what it accepts."""
-    kwargs: dict[str, Any] = {}
-    if "sources" in accepted:  # multi-task BO: the source observations themselves
-        kwargs["sources"] = [(s.task, list(s.genotypes), np.asarray(s.values, float), weights.weights.get(s.task, 0.0))
-                             for s in sources]
-    elif strategy == "rl" and "prior" in accepted:
-        from workbench.strategy.base import Observation
-
-        obs = []
-        for s in sources:
-            if weights.weights.get(s.task, 0.0) <= 0:
-                continue
-            z = s.standardized()
-            obs += [Observation(g, float(v)) for g, v in zip(s.genotypes, z)]
-        kwargs["prior"] = obs
-    elif strategy == "hillclimb" and "start_genotype" in accepted and prior and not options.get("start_genotype"):
-        kwargs["start_genotype"] = prior[0].to_json()
-    elif "prior" in accepted:
-        kwargs["prior"] = list(prior)
-    return kwargs
+    def record_weights(self, weights: Mapping[str, float]) -> None:
+        """Append each source's current weight to its trajectory (``history``)."""
+        for s in self.sources:
+            self.history.setdefault(s.task, []).append(round(float(weights.get(s.task, 0.0)), 4))
 
 
 def plan_warm_start(
@@ -99,18 +86,30 @@ def plan_warm_start(
     space: SearchSpace,
     target_task: str,
     target_meta: Mapping[str, float],
-    strategy: str,
+    strategy: type[Strategy],
     options: Mapping[str, Any],
-    accepted: Sequence[str],
+    prior: Sequence[Genotype] | None = None,
 ) -> WarmStartPlan | None:
-    """Choose and weigh sources for ``--warm-start`` (None for ``none``)."""
+    """Choose and weigh sources for ``--warm-start`` (None for ``none``).
+
+    Args:
+        warm_start: ``none``, ``auto`` or ``TASK[,TASK...]``.
+        histories: ``task -> TaskHistory`` from :meth:`metastore.Metastore.histories`.
+        space: The target's space.
+        target_task: The target task's name (never its own source).
+        target_meta: The target's meta-features.
+        strategy: The strategy class (how many architectures it takes as a prior).
+        options: The strategy's options.
+        prior: The recorded prior of a resumed search (exactly what it was offered); None for
+            a new search: the trusted sources' best.
+    """
     mode, names = parse_warm_start(warm_start)
     if mode == "none":
         return None
     available = sources_from_histories(histories, space)
-    sources = choose_sources(mode, names, available, target_task)
-    weights = weigh_sources(sources, space, target_meta)
-    k = int(options.get("population", PRIOR_SIZE * 2)) // 2 if strategy == "evolution" else PRIOR_SIZE
-    prior = warm_candidates(sources, weights.weights, max(1, k))
-    kwargs = strategy_kwargs_for(strategy, options, sources, weights, prior, accepted)
-    return WarmStartPlan(mode, list(sources), weights, list(prior), kwargs)
+    chosen = choose_sources(mode, names, available, target_task)
+    weights = weigh_sources(chosen, space, target_meta)
+    sources = weighed(chosen, weights)
+    if prior is None:
+        prior = warm_candidates(sources, weights.weights, strategy.warm_prior_size(options))
+    return WarmStartPlan(mode, sources, weights, list(prior))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,34 +27,7 @@ import numpy as np
 from workbench.errors import InvalidGenotype, UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-
-
-@dataclass(frozen=True)
-class SourceHistory:
-    """One source task's evaluated architectures.
-
-    Attributes:
-        task: Source task name.
-        genotypes: `n` genotypes (validated against the target's space).
-        values: `n` objective values.
-        meta_features: The task's recorded meta-features.
-    """
-
-    task: str
-    genotypes: tuple[Genotype, ...]
-    values: np.ndarray
-    meta_features: Mapping[str, float] = field(default_factory=dict)
-
-    def standardized(self) -> np.ndarray:
-        """Values with zero mean and unit variance (per task)."""
-        v = np.asarray(self.values, dtype=float)
-        sd = v.std()
-        return (v - v.mean()) / (sd if sd > 1e-12 else 1.0)
-
-    def best(self, k: int) -> list[Genotype]:
-        """The ``k`` best genotypes, best first (ties in order of evaluation)."""
-        order = np.argsort(-np.asarray(self.values), kind="stable")
-        return [self.genotypes[i] for i in order[:k]]
+from workbench.strategy.base import WarmSource
 
 
 #: A task needs this many finished full-fidelity trials in the store to be a warm-start source.
@@ -62,8 +35,9 @@ MIN_SOURCE_TRIALS = 5
 
 
 def sources_from_histories(histories: Mapping[str, Any], space: SearchSpace,
-                           min_trials: int = MIN_SOURCE_TRIALS) -> list[SourceHistory]:
-    """Turn the metastore's task histories into validated sources (bad genotypes are skipped).
+                           min_trials: int = MIN_SOURCE_TRIALS) -> list[WarmSource]:
+    """Turn the metastore's task histories into validated sources (bad genotypes are skipped),
+    each with weight 0 until :func:`weigh_sources` weighs them.
 
     Args:
         histories: ``task -> TaskHistory`` (``genotype_jsons``, ``values``, ``meta_features``).
@@ -84,7 +58,7 @@ def sources_from_histories(histories: Mapping[str, Any], space: SearchSpace,
             gs.append(g)
             vs.append(v)
         if len(gs) >= min_trials:
-            out.append(SourceHistory(task, tuple(gs), np.array(vs), dict(h.meta_features or {})))
+            out.append(WarmSource(task, tuple(gs), np.array(vs), meta_features=dict(h.meta_features or {})))
     return out
 
 
@@ -101,7 +75,7 @@ def parse_warm_start(value: str | None) -> tuple[str, list[str]]:
     return "tasks", names
 
 
-def choose_sources(mode: str, names: Sequence[str], available: Sequence[SourceHistory], target: str) -> list[SourceHistory]:
+def choose_sources(mode: str, names: Sequence[str], available: Sequence[WarmSource], target: str) -> list[WarmSource]:
     """The sources a warm start uses (``auto``: all; named: exactly those, each must exist)."""
     if mode == "none":
         return []
@@ -183,7 +157,7 @@ class SourceWeights:
 
 
 def weigh_sources(
-    sources: Sequence[SourceHistory],
+    sources: Sequence[WarmSource],
     space: SearchSpace,
     target_meta: Mapping[str, float],
     target_genotypes: Sequence[Genotype] = (),
@@ -212,7 +186,12 @@ def weigh_sources(
     return SourceWeights(weights, how)
 
 
-def warm_candidates(sources: Sequence[SourceHistory], weights: Mapping[str, float], k: int) -> list[Genotype]:
+def weighed(sources: Sequence[WarmSource], weights: SourceWeights) -> list[WarmSource]:
+    """The sources with their weights set."""
+    return [replace(s, weight=float(weights.weights.get(s.task, 0.0))) for s in sources]
+
+
+def warm_candidates(sources: Sequence[WarmSource], weights: Mapping[str, float], k: int) -> list[Genotype]:
     """Up to ``k`` distinct genotypes to evaluate first: the best of each source, by weight."""
     ranked = sorted(sources, key=lambda s: -weights.get(s.task, 0.0))
     per_source = [s.best(k) for s in ranked if weights.get(s.task, 0.0) > 0]

@@ -7,6 +7,9 @@
   ``X_pending``, so the batch spreads out instead of piling onto one mode.
 * :func:`greedy_qlognehvi` does the same for several objectives with
   ``qLogNoisyExpectedHypervolumeImprovement``.
+* :func:`top_log_ei_rows` finds the best candidates by LogEI under a warm-started multi-task
+  model (:class:`~workbench.strategy.bo.transfer_model.TransferModel`) without computing every
+  candidate's variance; :func:`log_ei_from` is BoTorch's LogEI from means and variances.
 
 The MC acquisitions run on the exact BoTorch ``SingleTaskGP`` of each fitted model, over a
 shortlist (the best candidates by LogEI, chosen by the caller), with seeded quasi-MC samplers and
@@ -18,11 +21,17 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from workbench.strategy.bo.model import DTYPE, GPModel, marginal_model
+
+if TYPE_CHECKING:
+    from workbench.strategy.bo.pool_kernel import Candidates
+    from workbench.strategy.bo.transfer_model import TransferModel
 
 
 def log_ei(gp: GPModel, x: Tensor, best_f: float) -> Tensor:
@@ -79,6 +88,72 @@ def best_k(index: Tensor, values: Tensor, k: int) -> tuple[Tensor, Tensor]:
     index, values = index[key], values[key]
     best = torch.argsort(-values, stable=True)[:k]
     return index[best], values[best]
+
+
+def log_ei_from(mean: Tensor, var: Tensor, best_f: float) -> Tensor:
+    """Analytic LogEI (BoTorch's formula and numerics) from marginal means and variances."""
+    from botorch.acquisition.analytic import _log_ei_helper
+
+    sigma = var.clamp_min(1e-12).sqrt()
+    return _log_ei_helper((mean - best_f) / sigma) + sigma.log()
+
+
+def top_log_ei_rows(model: TransferModel, cands: Candidates, rows: np.ndarray, best_f: float, k: int = 1,
+                    chunk: int = 128, switch_after: int = 512) -> tuple[np.ndarray, Tensor]:
+    """The ``k`` candidate rows (of ``rows``) with the largest LogEI under ``model``, exactly.
+
+    A multi-task model's counterpart of :func:`top_log_ei`, over rows of a candidate set whose
+    scores the model caches. LogEI grows with the mean and with the standard deviation, so
+    ``LogEI(mean, bound)`` bounds each row's value for an upper bound of its variance. Rows are
+    visited by decreasing bound, exact values (:meth:`TransferModel.variance`) computed a chunk
+    at a time (chunks double), until the next row's bound is below the ``k``-th best exact
+    value. The first bound is the model's nearly free ``prior_bound``; when ``switch_after``
+    rows did not settle it, the remaining rows are re-ordered by the tighter ``variance_bound``.
+    Ties go to the lower position in ``rows``.
+
+    Returns:
+        ``(positions, values)``: positions into ``rows`` (best first) and their LogEI.
+    """
+    m = len(rows)
+    k = min(k, m)
+    if k == 0:
+        return np.zeros(0, dtype=np.int64), torch.zeros(0, dtype=DTYPE)
+    mean = torch.as_tensor(model.mean(cands, rows), dtype=DTYPE)
+    var0 = torch.as_tensor(model.prior_bound(cands, rows), dtype=DTYPE)
+    bound_all = log_ei_from(mean, var0, best_f)
+    order = torch.argsort(-bound_all, stable=True)
+    bound = bound_all[order]
+    seen_pos, values = [], []
+    pos = 0
+    size = chunk
+    tightened = False
+    while pos < m:
+        if not tightened and pos >= switch_after:  # re-order what is left by the tighter bound
+            tightened = True
+            rest = order[pos:]
+            var_max = torch.as_tensor(model.variance_bound(cands, rows[rest.numpy()]), dtype=DTYPE)
+            rest_bound = log_ei_from(mean[rest], var_max, best_f)
+            kth = torch.topk(torch.cat(values), k).values[-1]
+            keep = rest_bound >= kth
+            rest, rest_bound = rest[keep], rest_bound[keep]
+            sub = torch.argsort(-rest_bound, stable=True)
+            order = torch.cat([order[:pos], rest[sub]])
+            bound = torch.cat([bound[:pos], rest_bound[sub]])
+            m = len(order)
+            if pos >= m:
+                break
+        sel = order[pos : pos + size]
+        var = torch.as_tensor(model.variance(cands, rows[sel.numpy()]), dtype=DTYPE)
+        seen_pos.append(sel)
+        values.append(log_ei_from(mean[sel], var, best_f))
+        pos += len(sel)
+        size *= 2
+        if pos < m and pos >= k:
+            kth = torch.topk(torch.cat(values), k).values[-1]
+            if bool(bound[pos] < kth):
+                break
+    pos_t, values_t = best_k(torch.cat(seen_pos), torch.cat(values), k)
+    return pos_t.numpy(), values_t
 
 
 def _evaluate(acq, x: Tensor, chunk: int) -> Tensor:

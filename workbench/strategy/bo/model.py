@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
 DTYPE = torch.float64
@@ -133,19 +133,27 @@ class Hyperparameters:
     extra: dict = field(default_factory=dict)
 
 
+_CONTROLLER: ThreadpoolController | None = None
+
+
 @contextmanager
 def single_threaded() -> Iterator[None]:
     """Run torch and BLAS on one thread, restoring the previous settings after.
 
     The GP's matrices are small (`n x n` with n in the hundreds): extra threads only add
     synchronisation, and on a busy 2-core machine a 2-thread Cholesky was measured 10-20 times
-    slower than a 1-thread one (benchmarks/bo_speed.py).
+    slower than a 1-thread one (benchmarks/bo_speed.py). The BLAS libraries are found once per
+    process: ``threadpool_limits`` scans the loaded libraries on every call, which was measured
+    at several milliseconds with torch and scipy loaded.
     """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
     previous = torch.get_num_threads()
     try:
         if previous != 1:
             torch.set_num_threads(1)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _CONTROLLER.limit(limits=1, user_api="blas"):
             yield
     finally:
         if previous != 1:

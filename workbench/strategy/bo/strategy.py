@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,10 +12,11 @@ import torch
 from workbench.errors import UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation, Proposal, Strategy, highest_fidelity
+from workbench.strategy.base import Observation, Proposal, Strategy, WarmSource, WarmStart, highest_fidelity
 from workbench.strategy.bo.acquisition import greedy_qlognehvi, greedy_qlognei, reference_point, top_log_ei
 from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout
 from workbench.strategy.bo.pool import Featurizer, FullPool, SampledPool
+from workbench.strategy.bo.transfer import TRANSFER_MODELS, TransferContext, TransferProposer
 from workbench.strategy.pareto import nondominated_sort, objective_matrix, parse_objectives
 
 TRANSFORMS = ("power", "rank", "standardize")
@@ -86,10 +87,12 @@ class BayesianOptimization(Strategy):
             ``["val_accuracy", "-latency"]``. Empty: the scalar ``value``; one: that objective;
             several: one GP each and qLogNEHVI, see :meth:`pareto_front`.
         prior: Genotypes to evaluate first (warm start).
-        sources: Other tasks' histories, ``(task, genotypes, values, weight)`` each (the warm
-            start plan's ``sources``; ``weight`` is the trust before the target has data). With
-            sources, a single-objective search skips the random initial design and uses a
-            multi-task model from the first ask (:mod:`workbench.strategy.bo.multitask`).
+        sources: Other tasks' histories in this space (a warm start's
+            :class:`~workbench.strategy.base.WarmSource` s, see :meth:`warm_start_options`;
+            ``weight`` is the trust before the target has data). With sources, a
+            single-objective search skips the random initial design and uses a multi-task model
+            from the first ask (:mod:`workbench.strategy.bo.transfer`); several objectives
+            evaluate each source's two best architectures first instead.
         transfer: The multi-task model with sources: ``"rgpe"`` (ranking-weighted ensemble of
             per-task GPs, robust to unrelated sources) or ``"mtgp"`` (an ICM ``MultiTaskGP``).
         source_points: Most observations used per source.
@@ -119,7 +122,7 @@ class BayesianOptimization(Strategy):
         n_mutations: int = 200,
         objectives: Sequence[str] | str = (),
         prior: Sequence[Genotype] = (),
-        sources: Sequence[Any] | None = None,
+        sources: Sequence[WarmSource] | None = None,
         transfer: str = "rgpe",
         source_points: int = 300,
         hedge: int = 2,
@@ -159,23 +162,47 @@ class BayesianOptimization(Strategy):
         #: The multi-task model in use (``"rgpe"``, ``"mtgp"``), ``""`` without sources.
         self.transfer_model = transfer if self._transfer is not None else ""
 
-    def _make_transfer(self, sources: Sequence[Any] | None, transfer: str, source_points: int):
+    @classmethod
+    def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The sources' observations themselves (``sources``), for the multi-task model; the
+        offered ``prior`` is not taken (the model ranks the sources' best itself)."""
+        return {"sources": list(warm.sources)}
+
+    def _make_transfer(
+        self, sources: Sequence[WarmSource] | None, transfer: str, source_points: int
+    ) -> TransferProposer | None:
         """The warm-start model's proposer (None without sources); several objectives get the
         sources' best architectures to evaluate first instead."""
-        from workbench.strategy.bo.multitask import TRANSFER_MODELS, TransferProposer
-
         if transfer not in TRANSFER_MODELS:
             raise UserError(f"bo transfer must be one of {list(TRANSFER_MODELS)}; got {transfer!r}")
         if isinstance(source_points, bool) or not isinstance(source_points, (int, np.integer)) or source_points < 3:
             raise UserError(f"bo source_points must be an integer >= 3; got {source_points!r}")
         if not sources:
             return None
+        bad = [type(s).__name__ for s in sources if not isinstance(s, WarmSource)]
+        if bad:
+            raise TypeError(f"bo sources must be WarmSource records; got {bad[0]}")
         if len(self.objectives) >= 2:
-            for _, gs, vs, _ in sources:
-                order = np.argsort(-np.asarray(vs, dtype=float), kind="stable")[:2]
-                self.prior += [gs[int(i)] for i in order]
+            for source in sources:
+                self.prior += source.best(2)
             return None
-        return TransferProposer(self, sources, transfer, int(source_points))
+        return TransferProposer(self._transfer_context(), sources, transfer, int(source_points))
+
+    def _transfer_context(self) -> TransferContext:
+        """What the warm-start proposer sees of this strategy."""
+        return TransferContext(
+            space=self.space,
+            seed=self.seed,
+            features=self._features,
+            layout=self._layout,
+            transform=lambda values: transform_targets(values, self.transform),
+            fit_settings=self.fit_settings,
+            usable=lambda: self._targets(self.history),
+            history=lambda: self.history,
+            seen=lambda: self._seen,
+            full_pool=self.full_pool,
+            sampled_pool=self.sampled_pool,
+        )
 
     def source_weights(self) -> dict[str, float]:
         """Current trust in each source task (``{}`` without sources): RGPE's ensemble weights,
@@ -264,7 +291,9 @@ class BayesianOptimization(Strategy):
         self, k: int, pending: list[Genotype], taken: set[str], rng: np.random.Generator
     ) -> list[Genotype]:
         if self._transfer is not None and self._transfer.ready() and not self.cold_turn():
-            picked = self._transfer.propose(k, pending, taken, rng)
+            picked, record = self._transfer.propose(k, pending, taken, rng)
+            if record is not None:
+                self.last_ask = record.as_dict()
             for g in picked:
                 taken.add(g.key)
             while len(picked) < k:  # the candidates ran out

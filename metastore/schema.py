@@ -1,0 +1,132 @@
+"""The on-disk schema of a store: every tag, param and artifact name nasw writes, in one place.
+
+A new tag is added here and nowhere else (``tests/test_schema.py`` fails on a ``"nasw.`` literal
+in any other module). Pure constants and parsers: no MLflow, importable from every layer.
+
+Search runs (MLflow parent runs):
+    ``nasw.kind=search``, ``nasw.strategy``, ``nasw.space``, ``nasw.seed``, ``nasw.objective``,
+    ``nasw.state``, ``nasw.spec`` (the spec JSON, when it fits in a tag; always ``spec.json``),
+    ``nasw.meta.<name>`` (meta-features); warm starts add ``nasw.warm_start`` (mode),
+    ``source_weights`` (JSON ``task -> weight`` at the start, then ``task -> [weight after each
+    trial]``) and ``nasw.source_weights_by``; multi-objective searches ``nasw.pareto_size`` and
+    the ``pareto_front.json`` artifact; ``nasw.note.<what>`` notes.
+Trial runs (children of their search):
+    ``nasw.kind=trial``, ``nasw.search``, ``nasw.number``, ``nasw.genotype_key``,
+    ``nasw.genotype`` (when it fits; always ``genotype.json``), ``nasw.state``,
+    ``nasw.parent_trial``, ``nasw.reason``, ``nasw.fidelity`` (JSON record, see
+    :func:`fidelity_record`), ``nasw.morphisms`` (JSON steps from the parent),
+    ``nasw.promoted_from``, ``nasw.stopped_early`` (the rule) with ``nasw.<rule>.decision`` and
+    ``nasw.<rule>.details`` (:func:`rule_tag`), ``nasw.heartbeat``
+    (``host:pid:time`` while running), ``nasw.note.<what>`` notes; weights under ``weights/``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PREFIX = "nasw."
+
+# -- managed by the store itself (callers may not set them) ------------------------------------
+TAG_KIND = "nasw.kind"  # "search" or "trial"
+TAG_STRATEGY = "nasw.strategy"
+TAG_SPACE = "nasw.space"
+TAG_SEED = "nasw.seed"
+TAG_OBJECTIVE = "nasw.objective"
+TAG_STATE = "nasw.state"  # running / finished / failed, on searches and trials
+TAG_SPEC = "nasw.spec"  # full spec JSON when it fits in a tag (else only spec.json)
+TAG_META_PREFIX = "nasw.meta."  # one tag per meta-feature: nasw.meta.<name> = repr(float)
+TAG_SEARCH = "nasw.search"
+TAG_NUMBER = "nasw.number"
+TAG_GENOTYPE = "nasw.genotype"  # genotype JSON when it fits in a tag (always in genotype.json)
+TAG_GENOTYPE_KEY = "nasw.genotype_key"
+TAG_PARENT_TRIAL = "nasw.parent_trial"
+TAG_REASON = "nasw.reason"
+
+KIND_SEARCH = "search"
+KIND_TRIAL = "trial"
+
+RESERVED_TAGS = frozenset({
+    TAG_KIND, TAG_STRATEGY, TAG_SPACE, TAG_SEED, TAG_OBJECTIVE, TAG_STATE, TAG_SPEC, TAG_SEARCH,
+    TAG_NUMBER, TAG_GENOTYPE, TAG_GENOTYPE_KEY, TAG_PARENT_TRIAL, TAG_REASON,
+})
+
+# -- written by the workbench through Metastore.set_tags / start_trial(tags=...) ---------------
+TAG_FIDELITY = "nasw.fidelity"  # JSON: the fidelity a trial was measured at, with "full": true/false
+TAG_MORPHISMS = "nasw.morphisms"  # JSON: the morphism steps from the parent trial
+TAG_PROMOTED_FROM = "nasw.promoted_from"  # a scheduler's promotion that retrains from scratch
+TAG_STOPPED_EARLY = "nasw.stopped_early"  # the rule that stopped the trial ("lc")
+TAG_HEARTBEAT = "nasw.heartbeat"  # host:pid:time, refreshed while a trial runs
+TAG_WARM_START = "nasw.warm_start"  # the warm-start mode of a search (auto / tasks)
+TAG_SOURCE_WEIGHTS = "source_weights"  # JSON: task -> weight, then task -> [weight after each trial]
+TAG_SOURCE_WEIGHTS_BY = "nasw.source_weights_by"  # who weighed the sources
+TAG_PARETO_SIZE = "nasw.pareto_size"  # size of a multi-objective search's Pareto front
+TAG_NOTE_PREFIX = "nasw.note."  # free-text notes: nasw.note.<what>
+
+# note names (nasw.note.<name>)
+NOTE_WEIGHTS = "weights"  # why a trial could not inherit its parent's weights
+NOTE_INHERITED = "inherited"  # how a trial's weights started
+NOTE_TRANSFER = "transfer"  # what a cross-task inheritance kept and freshly initialised
+NOTE_WEIGHTS_SAVED = "weights_saved"  # why a trial's weights could not be saved
+NOTE_OOM = "oom"  # a trial retried with a smaller batch after running out of memory
+NOTE_UNUSABLE_TRIALS = "unusable_trials"  # trials a resumed search could not use
+
+
+def note_tag(name: str) -> str:
+    """The tag of note ``name``: ``nasw.note.<name>``."""
+    return TAG_NOTE_PREFIX + name
+
+
+# what an early-stopping rule recorded on the trial it stopped: nasw.<rule>.decision / .details
+RULE_DECISION = "decision"  # the rule's reason, as text
+RULE_DETAILS = "details"  # the rule's numbers, as JSON
+
+
+def rule_tag(rule: str, what: str) -> str:
+    """The tag of an early-stopping rule's record ``what`` (:data:`RULE_DECISION` or
+    :data:`RULE_DETAILS`): ``nasw.<rule>.<what>``, e.g. ``nasw.lc.decision``."""
+    return f"{PREFIX}{rule}.{what}"
+
+
+# -- MLflow's own tags, as nasw sets them (the MLflow backend only) ---------------------------
+MLFLOW_PREFIX = "mlflow."  # MLflow's system tags; callers may not set them either
+MLFLOW_PARENT_RUN_TAG = "mlflow.parentRunId"  # on a trial: its search (nests it in the UI)
+MLFLOW_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # on a task's experiment
+MLFLOW_EXPERIMENT_KIND = "custom_model_development"  # the MLflow 3 UI opens on the runs table
+
+
+# -- artifacts ----------------------------------------------------------------------------------
+SPEC_ARTIFACT = "spec.json"
+META_ARTIFACT = "meta_features.json"
+GENOTYPE_ARTIFACT = "genotype.json"
+PARETO_ARTIFACT = "pareto_front.json"
+WEIGHTS_DIR = "weights"
+WEIGHTS_FILE = "model.pt"
+
+# -- params -------------------------------------------------------------------------------------
+FIDELITY_PARAM_PREFIX = "fidelity."  # a trial's fidelity fields as params fidelity.<field>
+
+
+# -- parsers ------------------------------------------------------------------------------------
+def fidelity_record(text: str | None) -> dict[str, Any]:
+    """A trial's ``nasw.fidelity`` tag as a dict (``{}`` when missing or unreadable).
+
+    Fields: the fidelity (``epochs``, ``data_fraction``, ``resolution``, ``width_mult``,
+    ``start_epoch``), ``full`` (measured at the task's full fidelity), ``cost`` (relative to a
+    full training), ``level``; under a scheduler ``rung``, ``bracket``, ``promoted_from``; for a
+    trial stopped early ``planned_epochs`` and ``stopped``.
+    """
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def is_full_fidelity(text: str | None) -> bool:
+    """True for a trial measured at its task's full fidelity: no ``nasw.fidelity`` tag (recorded
+    before fidelities existed) or one whose ``full`` is true (not a lower rung, not stopped early)."""
+    record = fidelity_record(text)
+    return not record or bool(record.get("full", True))
