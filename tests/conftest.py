@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+def _load_helpers() -> None:
+    """``tests/helpers.py`` (the CLI runner, tiny tasks, ...) as the module ``helpers``, so that test
+    modules say ``from helpers import ...``. Loaded by path: with ``tests/`` on ``sys.path`` its
+    folders (``tests/metastore``, ...) would shadow the packages of the same name."""
+    path = Path(__file__).resolve().with_name("helpers.py")
+    if getattr(sys.modules.get("helpers"), "__file__", None) == str(path):
+        return
+    spec = importlib.util.spec_from_file_location("helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["helpers"] = module
+    spec.loader.exec_module(module)
+
+
+_load_helpers()
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -55,3 +74,12 @@ def chain_space():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """``tmp_path`` as the current folder, without ``NASW_STORE`` or ``NASW_TASKS`` from the environment."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NASW_STORE", raising=False)
+    monkeypatch.delenv("NASW_TASKS", raising=False)
+    return tmp_path

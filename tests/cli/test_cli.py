@@ -8,71 +8,45 @@ import sys
 
 import pytest
 
-from workbench.cli import main
+from helpers import nasw, tiny_toml
 
-TINY_TASK = """
-name = "tiny-digits"
-description = "digits, 1 epoch, a tiny space (tests)"
-kind = "trained"
-[dataset]
-loader = "digits"
-[split]
-seed = 0
-[space]
-kind = "chain"
-max_layers = 3
-kernels = [3]
-widths = [8, 16]
-dense_widths = [16]
-[training]
-epochs = 2
-batch_size = 128
-"""
-
-
-def run(args, capsys):
-    """Run ``nasw ARGS``; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
+TINY_TASK = tiny_toml("tiny-digits", "digits, 1 epoch, a tiny space (tests)",
+                      space={"max_layers": 3, "widths": [8, 16]}, training={"epochs": 2})
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NASW_STORE", raising=False)
-    (tmp_path / "tiny.toml").write_text(TINY_TASK)
-    return tmp_path
+def workdir(workdir):
+    (workdir / "tiny.toml").write_text(TINY_TASK)
+    return workdir
 
 
 def test_search_ls_show_on_default_sqlite_store(workdir, capsys):
-    code, out, err = run(["search", "--task", "tiny.toml", "--strategy", "evolution", "--budget", 3, "--json"], capsys)
+    code, out, err = nasw(["search", "--task", "tiny.toml", "--strategy", "evolution", "--budget", 3, "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["n_trials"] == 3 and result["best"]["metrics"]["test_accuracy"] > 0.3
     assert (workdir / "runs" / "mlflow.db").is_file()
 
-    code, out, _ = run(["ls", "--format", "json"], capsys)
+    code, out, _ = nasw(["ls", "--format", "json"], capsys)
     (s,) = json.loads(out)
     assert s["task"] == "tiny-digits" and s["n_trials"] == 3 and s["state"] == "finished"
 
-    code, out, _ = run(["show", result["search_id"][:6], "--format", "json"], capsys)
+    code, out, _ = nasw(["show", result["search_id"][:6], "--format", "json"], capsys)
     shown = json.loads(out)
     assert [t["number"] for t in shown["trials"]] == [0, 1, 2]
     assert all(t["state"] == "finished" and "val_accuracy" in t["metrics"] for t in shown["trials"])
 
-    code, out, _ = run(["show", result["search_id"]], capsys)
+    code, out, _ = nasw(["show", result["search_id"]], capsys)
     assert code == 0 and "tiny-digits" in out
     with pytest.MonkeyPatch.context() as mp:  # an 80-column terminal keeps the number and the trial id
         mp.setenv("COLUMNS", "80")
-        code, out, _ = run(["show", result["search_id"]], capsys)
+        code, out, _ = nasw(["show", result["search_id"]], capsys)
     rows = [line for line in out.splitlines() if shown["trials"][0]["trial_id"][:10] in line]
     assert code == 0 and len(rows) == 1 and rows[0].split()[0] == "0", out
     assert max(len(line) for line in out.splitlines()) <= 80
     with pytest.MonkeyPatch.context() as mp:  # ls too: id, strategy and values whole, only the task name wraps
         mp.setenv("COLUMNS", "80")
-        code, out, _ = run(["ls"], capsys)
+        code, out, _ = nasw(["ls"], capsys)
     (row,) = [line for line in out.splitlines() if result["search_id"][:8] in line]
     assert code == 0 and row.split()[2:6] == ["evolution", "0", "finished", "3"], out
     assert f"{result['best']['metrics']['val_accuracy']:.4f}" in row
@@ -91,9 +65,9 @@ def test_search_ls_show_on_default_sqlite_store(workdir, capsys):
 
 
 def test_resume_continues_to_the_new_budget(workdir, capsys):
-    code, out, _ = run(["search", "--task", "tiny.toml", "--strategy", "random", "--budget", 2, "--json"], capsys)
+    code, out, _ = nasw(["search", "--task", "tiny.toml", "--strategy", "random", "--budget", 2, "--json"], capsys)
     sid = json.loads(out)["search_id"]
-    code, out, err = run(["resume", sid[:8], "--budget", 3, "--json"], capsys)
+    code, out, err = nasw(["resume", sid[:8], "--budget", 3, "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["n_trials"] == 3
 
@@ -101,12 +75,12 @@ def test_resume_continues_to_the_new_budget(workdir, capsys):
 def test_resume_marks_stale_running_trials_failed(workdir, capsys):
     from metastore import open_store
 
-    code, out, _ = run(["search", "--task", "tiny.toml", "--strategy", "random", "--budget", 1, "--json"], capsys)
+    code, out, _ = nasw(["search", "--task", "tiny.toml", "--strategy", "random", "--budget", 1, "--json"], capsys)
     sid = json.loads(out)["search_id"]
     store = open_store()
     g = store.trials(sid)[0]
     store.start_trial(sid, g.genotype_json, g.genotype_key)  # a trial left RUNNING by a crash
-    code, out, err = run(["resume", sid, "--budget", 3, "--json"], capsys)
+    code, out, err = nasw(["resume", sid, "--budget", 3, "--json"], capsys)
     assert code == 0, err
     trials = open_store().trials(sid)
     assert [t.state for t in trials] == ["finished", "failed", "finished"]
@@ -114,13 +88,13 @@ def test_resume_marks_stale_running_trials_failed(workdir, capsys):
 
 
 def test_tasks_lists_shipped_tasks(capsys):
-    code, out, _ = run(["tasks"], capsys)
+    code, out, _ = nasw(["tasks"], capsys)
     assert code == 0 and "digits" in out and "mnist1d" in out
 
 
 def test_tasks_table_keeps_every_column_in_an_80_column_terminal(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
-    code, out, _ = run(["tasks"], capsys)
+    code, out, _ = nasw(["tasks"], capsys)
     row = next(line for line in out.splitlines() if line.startswith("│ digits "))
     assert code == 0 and all(w in row for w in ("trained", "chain", "val_accuracy"))
     assert max(len(line) for line in out.splitlines()) <= 80
@@ -142,7 +116,7 @@ def test_tasks_table_keeps_every_column_in_an_80_column_terminal(capsys, monkeyp
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(workdir, capsys, args, message):
-    code, out, err = run(args, capsys)
+    code, out, err = nasw(args, capsys)
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
@@ -151,7 +125,7 @@ def test_bad_input_is_one_line_and_exit_2(workdir, capsys, args, message):
 
 def test_malformed_task_file_is_one_line(workdir, capsys):
     (workdir / "bad.toml").write_text('name = "x"\n[dataset]\nloader = "digits"\n')
-    code, _, err = run(["search", "--task", "bad.toml"], capsys)
+    code, _, err = nasw(["search", "--task", "bad.toml"], capsys)
     assert code == 2 and err.strip().startswith("error: ") and "[space]" in err
 
 
@@ -167,8 +141,8 @@ def test_help_is_fast_and_imports_nothing_heavy():
 
 
 def test_multi_objective_search_records_its_pareto_front(workdir, capsys):
-    code, out, err = run(["search", "--task", "nbgraph-cora", "--strategy", "evolution", "--budget", 20,
-                          "--objectives", "val_accuracy,-latency", "--json"], capsys)
+    code, out, err = nasw(["search", "--task", "nbgraph-cora", "--strategy", "evolution", "--budget", 20,
+                           "--objectives", "val_accuracy,-latency", "--json"], capsys)
     assert code == 0, err
     sid = json.loads(out)["search_id"]
     fronts = list(workdir.glob(f"runs/artifacts/**/{sid}/**/pareto_front.json"))
@@ -179,14 +153,14 @@ def test_multi_objective_search_records_its_pareto_front(workdir, capsys):
     assert pts
     for a in pts:  # no front member dominates another
         assert not any(b != a and b[0] >= a[0] and b[1] >= a[1] for b in pts)
-    code, _, err = run(["search", "--task", "nbgraph-cora", "--objectives", "val_accuracy"], capsys)
+    code, _, err = nasw(["search", "--task", "nbgraph-cora", "--objectives", "val_accuracy"], capsys)
     assert code == 2 and "at least two" in err
 
 
 @pytest.mark.parametrize("strategy", ["bo", "rl", "hillclimb"])
 def test_every_learning_strategy_runs_end_to_end_on_a_trained_task(workdir, capsys, strategy):
-    code, out, err = run(["search", "--task", "tiny.toml", "--strategy", strategy, "--budget", 3, "--json",
-                          "--store", "memory://"], capsys)
+    code, out, err = nasw(["search", "--task", "tiny.toml", "--strategy", strategy, "--budget", 3, "--json",
+                           "--store", "memory://"], capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["n_trials"] == 3 and result["best"]["metrics"]["val_accuracy"] > 0.2
@@ -197,7 +171,7 @@ def test_cell_search_runs_end_to_end_from_the_cli(workdir, capsys):
         'name = "tiny-cell"\n[dataset]\nloader = "digits"\n[space]\nkind = "cell"\nstages = 1\n'
         'cells_per_stage = 1\nwidth = 8\n[training]\nepochs = 1\nbatch_size = 128\n'
     )
-    code, out, err = run(["search", "--task", "cell.toml", "--strategy", "evolution", "--budget", 2, "--json",
-                          "--store", "memory://"], capsys)
+    code, out, err = nasw(["search", "--task", "cell.toml", "--strategy", "evolution", "--budget", 2, "--json",
+                           "--store", "memory://"], capsys)
     assert code == 0, err
     assert json.loads(out)["best"]["genotype"]["space"] == "cell-v1"

@@ -6,50 +6,25 @@ import json
 
 import pytest
 
-from workbench.cli import main
+from helpers import nasw, tiny_toml
 
-TINY_TASK = """
-name = "tiny-digits-hc"
-description = "digits, tiny chain space, 2 epochs (tests)"
-kind = "trained"
-[dataset]
-loader = "digits"
-[split]
-seed = 0
-[space]
-kind = "chain"
-max_layers = 3
-kernels = [3, 5]
-widths = [8, 16]
-dense_widths = [16]
-[training]
-epochs = 2
-batch_size = 128
-finetune_epochs = 1
-"""
+TINY_TASK = tiny_toml("tiny-digits-hc", "digits, tiny chain space, 2 epochs (tests)",
+                      space={"max_layers": 3, "kernels": [3, 5], "widths": [8, 16]},
+                      training={"epochs": 2, "finetune_epochs": 1})
 
 
-def run(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def test_hillclimb_search_then_lineage(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NASW_STORE", raising=False)
-    (tmp_path / "tiny.toml").write_text(TINY_TASK)
-    code, out, err = run(["search", "--task", "tiny.toml", "--strategy", "hillclimb", "--budget", 3,
-                          "--option", "initial=1", "--json"], capsys)
+def test_hillclimb_search_then_lineage(workdir, capsys):
+    (workdir / "tiny.toml").write_text(TINY_TASK)
+    code, out, err = nasw(["search", "--task", "tiny.toml", "--strategy", "hillclimb", "--budget", 3,
+                           "--option", "initial=1", "--json"], capsys)
     assert code == 0, err
     sid = json.loads(out)["search_id"]
-    code, out, _ = run(["show", sid, "--format", "json"], capsys)
+    code, out, _ = nasw(["show", sid, "--format", "json"], capsys)
     trials = json.loads(out)["trials"]
     last = trials[-1]
     assert last["parent_trial"] in {t["trial_id"] for t in trials}
 
-    code, out, err = run(["lineage", last["trial_id"][:10], "--format", "json"], capsys)
+    code, out, err = nasw(["lineage", last["trial_id"][:10], "--format", "json"], capsys)
     assert code == 0, err
     tree = json.loads(out)
     gens = tree["ancestors"]
@@ -57,18 +32,18 @@ def test_hillclimb_search_then_lineage(tmp_path, monkeypatch, capsys):
     assert len(gens) >= 2 and all(g["steps"] for g in gens[1:])
     assert all(g["parent_trial"] == p["trial_id"] for p, g in zip(gens, gens[1:]))
 
-    code, out, err = run(["lineage", gens[0]["trial_id"]], capsys)
+    code, out, err = nasw(["lineage", gens[0]["trial_id"]], capsys)
     assert code == 0, err
     assert "lineage of trial" in out and "root" in out and "children in its search" in out
 
     with pytest.MonkeyPatch.context() as mp:  # 80 columns: every generation's id and accuracies whole
         mp.setenv("COLUMNS", "80")
-        code, out, err = run(["lineage", last["trial_id"]], capsys)
+        code, out, err = nasw(["lineage", last["trial_id"]], capsys)
     assert code == 0, err
     for depth, g in enumerate(gens):
         (row,) = [line for line in out.splitlines() if line.split()[:2] == [str(depth), g["trial_id"][:8]]]
         assert f"{g['metrics']['val_accuracy']:.4f}" in row, out
     assert max(len(line) for line in out.splitlines()) <= 80
 
-    code, out, err = run(["lineage", "zzzzzzzz"], capsys)
+    code, out, err = nasw(["lineage", "zzzzzzzz"], capsys)
     assert code == 2 and "no trial" in err and "Traceback" not in err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import io
 import json
@@ -14,21 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.cli import main
+from helpers import nasw
 from workbench.errors import NotFound
 
 N_TRIALS = 3
-
-
-def nasw(*args) -> tuple[int, str, str]:
-    """Run ``nasw ARGS`` in this process; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            return int(exc.code or 0), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
 
 
 def write_csv(path: Path, seed: int = 0) -> None:
@@ -50,18 +38,18 @@ def searched(tmp_path_factory):
         mp.chdir(root)
         mp.setenv("NASW_STORE", f"sqlite:///{root / 'runs' / 'mlflow.db'}")
         mp.delenv("NASW_TASKS", raising=False)
-        code, out, err = nasw("task", "init", "flowers", "--data", "flowers.csv")
+        code, out, err = nasw(["task", "init", "flowers", "--data", "flowers.csv"])
         assert code == 0, err
         task_file = root / "tasks" / "flowers.toml"
         text = task_file.read_text()
         text = text.replace("epochs = 30", "epochs = 2").replace("max_layers = 4", "max_layers = 2")
         task_file.write_text(text)
-        code, out, err = nasw("search", "--task", "flowers", "--strategy", "evolution", "--budget", N_TRIALS,
-                              "--option", "objectives=val_accuracy,-params", "--json")
+        code, out, err = nasw(["search", "--task", "flowers", "--strategy", "evolution", "--budget", N_TRIALS,
+                               "--option", "objectives=val_accuracy,-params", "--json"])
         assert code == 0, err
         first = json.loads(out)["search_id"]
-        code, out, err = nasw("search", "--task", "flowers", "--strategy", "random", "--budget", 2, "--seed", 1,
-                              "--json")
+        code, out, err = nasw(["search", "--task", "flowers", "--strategy", "random", "--budget", 2, "--seed", 1,
+                               "--json"])
         assert code == 0, err
         second = json.loads(out)["search_id"]
         yield {"root": root, "first": first, "second": second, "store": os.environ["NASW_STORE"]}
@@ -130,7 +118,7 @@ class Page(HTMLParser):
 def test_search_attaches_every_plot_and_the_report(searched):
     from mlflow.tracking import MlflowClient
 
-    from metastore.mlflow_store import tracking_uri_for
+    from metastore.mlflow_setup import tracking_uri_for
 
     client = MlflowClient(tracking_uri=tracking_uri_for(searched["store"]))
     names = {a.path for a in client.list_artifacts(searched["first"], "plots")}
@@ -145,7 +133,7 @@ def test_search_attaches_every_plot_and_the_report(searched):
 
 
 def test_report_is_self_contained_html_with_tables_and_plots(in_root, searched):
-    code, out, err = nasw("report", searched["first"][:8], "--out", "report.html")
+    code, out, err = nasw(["report", searched["first"][:8], "--out", "report.html"])
     assert code == 0, err
     text = (in_root / "report.html").read_text(encoding="utf-8")
     page = Page()
@@ -170,11 +158,11 @@ def test_report_is_self_contained_html_with_tables_and_plots(in_root, searched):
 
 def test_export_csv_and_json_hold_every_trial(in_root, searched):
     sid = searched["first"]
-    code, shown, _ = nasw("show", sid, "--format", "json")
+    code, shown, _ = nasw(["show", sid, "--format", "json"])
     ids = [t["trial_id"] for t in json.loads(shown)["trials"]]
     assert len(ids) == N_TRIALS
 
-    code, out, err = nasw("export", sid)
+    code, out, err = nasw(["export", sid])
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["trial_id"] for r in rows] == ids and [r["number"] for r in rows] == ["0", "1", "2"]
@@ -182,23 +170,23 @@ def test_export_csv_and_json_hold_every_trial(in_root, searched):
     assert all(json.loads(r["genotype"])["space"] == "chain-v1" for r in rows)
     assert any(k.startswith("params.layers.0.") for k in rows[0])
 
-    code, _, err = nasw("export", sid[:10], "--out", "trials.json")
+    code, _, err = nasw(["export", sid[:10], "--out", "trials.json"])
     assert code == 0 and "wrote 3 trials" in err
     doc = json.loads((in_root / "trials.json").read_text())
     assert [t["trial_id"] for t in doc] == ids
     assert all({"number", "state", "metrics", "params", "genotype", "reason"} <= set(t) for t in doc)
 
-    code, out, _ = nasw("export", sid, "--format", "json")
+    code, out, _ = nasw(["export", sid, "--format", "json"])
     assert [t["trial_id"] for t in json.loads(out)] == ids
 
 
 def test_compare_prints_a_table_and_writes_one_plot(in_root, searched):
-    code, out, err = nasw("compare", searched["first"][:8], searched["second"][:8], "--out", "cmp.png")
+    code, out, err = nasw(["compare", searched["first"][:8], searched["second"][:8], "--out", "cmp.png"])
     assert code == 0, err
     assert searched["first"][:12] in out and searched["second"][:12] in out
     assert "evolution" in out and "random" in out and "flowers" in out
     check_png((in_root / "cmp.png").read_bytes())
-    code, out, err = nasw("compare", searched["first"], searched["second"], "--format", "json", "--out", "c2.png")
+    code, out, err = nasw(["compare", searched["first"], searched["second"], "--format", "json", "--out", "c2.png"])
     rows = json.loads(out)["searches"]
     assert [r["budget"] for r in rows] == [N_TRIALS, 2] and [r["trials"] for r in rows] == [N_TRIALS, 2]
     assert all(r["best_objective"] is not None and r["wall_seconds"] > 0 for r in rows)
@@ -212,7 +200,7 @@ def test_compare_prints_a_table_and_writes_one_plot(in_root, searched):
     (["export", "x", "--format", "xml"], "--format"),
 ])
 def test_bad_input_is_one_line(in_root, args, message):
-    code, out, err = nasw(*args)
+    code, out, err = nasw(args)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 

@@ -14,26 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.cli import main
+from helpers import nasw
 from workbench.data.base import load_splits
 from workbench.errors import DataError
 from workbench.task import load_task
-
-
-def run(args, capsys):
-    """Run ``nasw ARGS``; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NASW_STORE", raising=False)
-    monkeypatch.delenv("NASW_TASKS", raising=False)
-    return tmp_path
 
 
 # -- builders of good data ----------------------------------------------------------------
@@ -194,7 +178,7 @@ def test_malformed_data_is_one_line_and_exit_2(workdir, capsys, case):
     data = workdir / "data"
     data.mkdir()
     args = make(data)
-    code, out, err = run(["task", "init", "t", *args, "--out", workdir / "tasks"], capsys)
+    code, out, err = nasw(["task", "init", "t", *args, "--out", workdir / "tasks"], capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, (out, err)
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -207,7 +191,7 @@ def test_malformed_data_is_one_line_and_exit_2(workdir, capsys, case):
 def test_unreadable_file_is_one_line(workdir, capsys):
     data = workdir / "data"
     data.mkdir()
-    code, _, err = run(["task", "init", "t", *_perm(data)], capsys)
+    code, _, err = nasw(["task", "init", "t", *_perm(data)], capsys)
     assert code == 2 and err.startswith("error: ") and "permission denied" in err
 
 
@@ -219,7 +203,7 @@ def test_at_least_twenty_kinds_of_malformed_input():
 def test_csv_task_init_writes_a_task_that_loads(workdir, capsys):
     rows = good_rows(n_per_class=10, features=4)
     write_csv(workdir / "animals.csv", ["a", "b", "Species", "c", "d"], [r[:2] + [r[4]] + r[2:4] for r in rows])
-    code, out, err = run(["task", "init", "animals", "--data", "animals.csv", "--label", "species"], capsys)
+    code, out, err = nasw(["task", "init", "animals", "--data", "animals.csv", "--label", "species"], capsys)
     assert code == 0, err
     assert "label column: 'Species'" in out and "classes: 3: cat (10), dog (10), owl (10)" in out
     assert "input shape: 1 x 4" in out and "wrote" in out
@@ -231,7 +215,7 @@ def test_csv_task_init_writes_a_task_that_loads(workdir, capsys):
     # later commands in that folder find it by name; the data path resolves against the task file
     task = load_task("animals")
     assert Path(task.dataset["path"]) == (workdir / "animals.csv").resolve()
-    code, out, _ = run(["tasks"], capsys)
+    code, out, _ = nasw(["tasks"], capsys)
     assert "animals" in out
 
     opts = {k: v for k, v in task.dataset.items() if k != "loader"}
@@ -245,7 +229,7 @@ def test_csv_task_init_writes_a_task_that_loads(workdir, capsys):
 
 def test_task_found_from_another_folder_via_nasw_tasks(workdir, capsys, monkeypatch):
     good_csv(workdir)
-    code, _, err = run(["task", "init", "mine", "--data", "data.csv", "--out", "project/defs"], capsys)
+    code, _, err = nasw(["task", "init", "mine", "--data", "data.csv", "--out", "project/defs"], capsys)
     assert code == 0, err
     elsewhere = workdir / "elsewhere"
     elsewhere.mkdir()
@@ -259,44 +243,44 @@ def test_task_found_from_another_folder_via_nasw_tasks(workdir, capsys, monkeypa
 def test_default_label_column_and_fallback_to_last(workdir, capsys):
     rows = good_rows()
     write_csv(workdir / "a.csv", ["x1", "TARGET", "x2", "x3"], [[r[0], r[3], r[1], r[2]] for r in rows])
-    code, out, _ = run(["task", "init", "a", "--data", "a.csv"], capsys)
+    code, out, _ = nasw(["task", "init", "a", "--data", "a.csv"], capsys)
     assert code == 0 and "label column: 'TARGET'" in out
     write_csv(workdir / "b.csv", ["x1", "x2", "x3", "kind"], rows)
-    code, out, _ = run(["task", "init", "b", "--data", "b.csv"], capsys)
+    code, out, _ = nasw(["task", "init", "b", "--data", "b.csv"], capsys)
     assert code == 0 and "label column: 'kind'" in out
 
 
 def test_semicolon_csv_and_integer_labels(workdir, capsys):
     rows = [r[:3] + [str(10 * ["cat", "dog", "owl"].index(r[3]))] for r in good_rows()]
     write_csv(workdir / "d.csv", ["f1", "f2", "f3", "class"], rows, sep=";")
-    code, out, err = run(["task", "init", "d", "--data", "d.csv"], capsys)
+    code, out, err = nasw(["task", "init", "d", "--data", "d.csv"], capsys)
     assert code == 0, err
     assert "classes: 3: 0 (6), 10 (6), 20 (6)" in out
 
 
 def test_refuses_to_overwrite_without_force(workdir, capsys):
     good_csv(workdir)
-    assert run(["task", "init", "t", "--data", "data.csv"], capsys)[0] == 0
-    code, _, err = run(["task", "init", "t", "--data", "data.csv"], capsys)
+    assert nasw(["task", "init", "t", "--data", "data.csv"], capsys)[0] == 0
+    code, _, err = nasw(["task", "init", "t", "--data", "data.csv"], capsys)
     assert code == 2 and "already exists" in err and "--force" in err
-    assert run(["task", "init", "t", "--data", "data.csv", "--force"], capsys)[0] == 0
+    assert nasw(["task", "init", "t", "--data", "data.csv", "--force"], capsys)[0] == 0
 
 
 @pytest.mark.parametrize("name", ["has space", "a/b", "", "x.toml"])
 def test_bad_task_name(workdir, capsys, name):
     good_csv(workdir)
-    code, _, err = run(["task", "init", name, "--data", "data.csv"], capsys)
+    code, _, err = nasw(["task", "init", name, "--data", "data.csv"], capsys)
     assert code == 2 and "task name" in err
 
 
 def test_changed_data_is_caught_when_the_task_loads(workdir, capsys):
     good_csv(workdir)
-    assert run(["task", "init", "t", "--data", "data.csv"], capsys)[0] == 0
+    assert nasw(["task", "init", "t", "--data", "data.csv"], capsys)[0] == 0
     write_csv(workdir / "data.csv", ["f1", "f2", "f3", "label"], good_rows(classes=("cat", "dog", "emu")))
-    code, _, err = run(["search", "--task", "t", "--budget", 1, "--store", "memory://changed"], capsys)
+    code, _, err = nasw(["search", "--task", "t", "--budget", 1, "--store", "memory://changed"], capsys)
     assert code == 2 and "data.csv" in err and "not among the task's classes" in err
     (workdir / "data.csv").unlink()
-    code, _, err = run(["search", "--task", "t", "--budget", 1, "--store", "memory://changed"], capsys)
+    code, _, err = nasw(["search", "--task", "t", "--budget", 1, "--store", "memory://changed"], capsys)
     assert code == 2 and "no such" in err and "data.csv" in err
 
 
@@ -305,7 +289,7 @@ def test_npz_with_test_split_and_channels_last_images(workdir, capsys):
     x = rng.normal(size=(24, 6, 6, 3))
     y = np.repeat(["no", "yes"], 12)
     np.savez(workdir / "imgs.npz", X=x, y=y, x_test=x[:8], y_test=y[::3])
-    code, out, err = run(["task", "init", "n", "--data", "imgs.npz"], capsys)
+    code, out, err = nasw(["task", "init", "n", "--data", "imgs.npz"], capsys)
     assert code == 0, err
     assert "channels moved first" in out and "input shape: 3 x 6 x 6 (images)" in out
     assert "test set: the 8 examples given" in out
@@ -317,20 +301,20 @@ def test_npz_with_test_split_and_channels_last_images(workdir, capsys):
 def test_npy_pair_and_folder(workdir, capsys):
     np.save(workdir / "x.npy", X)
     np.save(workdir / "y.npy", Y)
-    code, out, err = run(["task", "init", "p", "--data", "x.npy"], capsys)
+    code, out, err = nasw(["task", "init", "p", "--data", "x.npy"], capsys)
     assert code == 0, err
     doc = tomllib.loads((workdir / "tasks" / "p.toml").read_text())
     assert doc["dataset"]["labels"] == "y.npy" and doc["dataset"]["classes"] == ["0", "1", "2"]
     task = load_task("p")
     s = load_splits("npy", **{k: v for k, v in task.dataset.items() if k != "loader"})
     assert s.input_shape == (1, 4) and s.n_classes == 3
-    code, out, err = run(["task", "init", "q", "--data", workdir], capsys)
+    code, out, err = nasw(["task", "init", "q", "--data", workdir], capsys)
     assert code == 0 and "(npy)" in out
 
 
 def test_image_folder_grayscale_rgb_and_resize(workdir, capsys):
     image_folder(workdir / "gray", n=4)
-    code, out, err = run(["task", "init", "g", "--data", "gray"], capsys)
+    code, out, err = nasw(["task", "init", "g", "--data", "gray"], capsys)
     assert code == 0, err
     assert "grayscale, 8x8 pixels" in out and "input shape: 1 x 8 x 8" in out
     task = load_task("g")
@@ -340,9 +324,9 @@ def test_image_folder_grayscale_rgb_and_resize(workdir, capsys):
 
     root = image_folder(workdir / "rgb", classes=("x", "y", "z"), n=4, mode="RGB")
     write_png(root / "z" / "big.png", size=(12, 10), mode="RGB")
-    code, _, err = run(["task", "init", "r", "--data", "rgb"], capsys)
+    code, _, err = nasw(["task", "init", "r", "--data", "rgb"], capsys)
     assert code == 2 and "share one size" in err
-    code, out, err = run(["task", "init", "r", "--data", "rgb", "--resize", "16x12"], capsys)
+    code, out, err = nasw(["task", "init", "r", "--data", "rgb", "--resize", "16x12"], capsys)
     assert code == 0, err
     assert "RGB, 12x16 pixels (resized)" in out and "input shape: 3 x 16 x 12" in out
     task = load_task("r")

