@@ -1,4 +1,7 @@
-"""Helpers shared by the metastore backends: tag names, value checks, flattening."""
+"""Helpers shared by the metastore backends: value checks, flattening, meta-feature tags.
+
+The tag and artifact names themselves live in :mod:`metastore.schema`.
+"""
 
 from __future__ import annotations
 
@@ -8,52 +11,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from metastore.records import FAILED, FINISHED
-from workbench.errors import StoreError
+import numpy as np
 
-# -- tag names (the on-disk schema of a store) ---------------------------------------------
-TAG_KIND = "nasw.kind"  # "search" or "trial"
-TAG_STRATEGY = "nasw.strategy"
-TAG_SPACE = "nasw.space"
-TAG_SEED = "nasw.seed"
-TAG_OBJECTIVE = "nasw.objective"
-TAG_STATE = "nasw.state"  # running / finished / failed, on searches and trials
-TAG_SPEC = "nasw.spec"  # full spec JSON when it fits in a tag (else only spec.json)
-TAG_META_PREFIX = "nasw.meta."  # one tag per meta-feature: nasw.meta.<name> = repr(float)
-TAG_SEARCH = "nasw.search"
-TAG_NUMBER = "nasw.number"
-TAG_GENOTYPE = "nasw.genotype"  # genotype JSON when it fits in a tag (always in genotype.json)
-TAG_GENOTYPE_KEY = "nasw.genotype_key"
-TAG_PARENT_TRIAL = "nasw.parent_trial"
-TAG_REASON = "nasw.reason"
-TAG_FIDELITY = "nasw.fidelity"  # JSON: the fidelity a trial was measured at, with "full": true/false
-
-KIND_SEARCH = "search"
-KIND_TRIAL = "trial"
-
-RESERVED_TAGS = frozenset(
-    {
-        TAG_KIND,
-        TAG_STRATEGY,
-        TAG_SPACE,
-        TAG_SEED,
-        TAG_OBJECTIVE,
-        TAG_STATE,
-        TAG_SPEC,
-        TAG_SEARCH,
-        TAG_NUMBER,
-        TAG_GENOTYPE,
-        TAG_GENOTYPE_KEY,
-        TAG_PARENT_TRIAL,
-        TAG_REASON,
-    }
-)
-
-SPEC_ARTIFACT = "spec.json"
-META_ARTIFACT = "meta_features.json"
-GENOTYPE_ARTIFACT = "genotype.json"
-WEIGHTS_DIR = "weights"
-WEIGHTS_FILE = "model.pt"
+from metastore.errors import StoreError
+from metastore.records import FAILED, FINISHED, TaskHistory
+from metastore.schema import MLFLOW_PREFIX, RESERVED_TAGS, TAG_META_PREFIX
 
 MAX_TAG_VALUE = 8000  # MLflow's limit on a run tag value
 MAX_PARAM_VALUE = 500  # params are for the UI table; longer values are truncated
@@ -67,7 +29,7 @@ _KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 def is_reserved(key: str) -> bool:
     """Whether ``key`` is a tag the store itself manages (or an MLflow system tag)."""
-    return key in RESERVED_TAGS or key.startswith(TAG_META_PREFIX) or key.startswith("mlflow.")
+    return key in RESERVED_TAGS or key.startswith(TAG_META_PREFIX) or key.startswith(MLFLOW_PREFIX)
 
 
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
@@ -177,22 +139,34 @@ def spec_json(spec: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(spec or {}), sort_keys=True, default=str)
 
 
-def fidelity_record(text: str | None) -> dict[str, Any]:
-    """A trial's ``nasw.fidelity`` tag as a dict (``{}`` when missing or unreadable)."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def is_full_fidelity(text: str | None) -> bool:
-    """True for a trial measured at its task's full fidelity: no ``nasw.fidelity`` tag (recorded
-    before fidelities existed) or one whose ``full`` is true (not a lower rung, not stopped early)."""
-    record = fidelity_record(text)
-    return not record or bool(record.get("full", True))
+def group_histories(
+    rows: list[tuple[tuple[int, str], int, str, str, str, float, dict[str, Any]]],
+    search_task: Mapping[str, str],
+    search_order: Mapping[str, tuple[int, str]],
+    meta_by_search: Mapping[str, Mapping[str, str]],
+) -> dict[str, TaskHistory]:
+    """Sorted ``(order, number, task, trial id, genotype, value, fidelity)`` rows into task histories."""
+    grouped: dict[str, tuple[list[str], list[float], list[str], list[dict[str, Any]]]] = {}
+    for _, _, task, trial_id, genotype, value, fidelity in rows:
+        genotypes, values, ids, fids = grouped.setdefault(task, ([], [], [], []))
+        genotypes.append(genotype)
+        values.append(value)
+        ids.append(trial_id)
+        fids.append(fidelity)
+    meta: dict[str, dict[str, float]] = {}
+    for search_id in sorted(search_task, key=lambda s: search_order[s]):  # newest search wins
+        meta.setdefault(search_task[search_id], {}).update(meta_from_tags(meta_by_search.get(search_id, {})))
+    return {
+        task: TaskHistory(
+            task=task,
+            genotype_jsons=genotypes,
+            values=np.asarray(values, dtype=np.float64),
+            meta_features=meta.get(task, {}),
+            trial_ids=ids,
+            fidelities=fids,
+        )
+        for task, (genotypes, values, ids, fids) in grouped.items()
+    }
 
 
 def is_number(value: float) -> bool:

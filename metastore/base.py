@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from metastore.errors import NotFound
 from metastore.records import SearchRecord, TaskHistory, TrialRecord
 
 
@@ -14,9 +15,9 @@ class Metastore(ABC):
 
     Contract:
         * A write is durable when the call returns; finished trials are immutable
-          (``finish_trial`` twice raises :class:`workbench.errors.StoreError`).
+          (``finish_trial`` twice raises :class:`metastore.errors.StoreError`).
         * Ids are strings; a search id is accepted by unique prefix in :meth:`resolve_search`.
-        * Unknown ids raise :class:`workbench.errors.NotFound`.
+        * Unknown ids raise :class:`metastore.errors.NotFound`.
         * Trials are returned in the order they were started (``number``).
         * Weights are saved with ``torch.save`` and loaded with ``torch.load(weights_only=True)``;
           a missing or unreadable weight file makes :meth:`load_weights` return None.
@@ -142,8 +143,6 @@ class Metastore(ABC):
 
     def resolve_search(self, prefix: str) -> str:
         """The full id of the one search whose id starts with ``prefix``."""
-        from workbench.errors import NotFound
-
         prefix = prefix.strip()
         if not prefix:
             raise NotFound("empty search id")

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from metastore import _common as c
+from metastore import schema
 from metastore.base import Metastore
+from metastore.errors import NotFound, StoreError
 from metastore.records import FINISHED, RUNNING, SearchRecord, TaskHistory, TrialRecord
-from workbench.errors import NotFound, StoreError
 
 _log = logging.getLogger(__name__)
 
@@ -126,8 +127,8 @@ class MemoryStore(Metastore):
             record.seq = next(self._state.counter)
             self._state.searches[record.search_id] = record
             self._state.artifacts[record.search_id] = {
-                c.SPEC_ARTIFACT: c.spec_json(record.spec).encode(),
-                c.META_ARTIFACT: c.spec_json(record.meta_features).encode(),
+                schema.SPEC_ARTIFACT: c.spec_json(record.spec).encode(),
+                schema.META_ARTIFACT: c.spec_json(record.meta_features).encode(),
             }
         return record.search_id
 
@@ -172,7 +173,7 @@ class MemoryStore(Metastore):
             )
             search.trial_ids.append(trial.trial_id)
             self._state.trials[trial.trial_id] = trial
-            self._state.artifacts[trial.trial_id] = {c.GENOTYPE_ARTIFACT: trial.genotype_json.encode()}
+            self._state.artifacts[trial.trial_id] = {schema.GENOTYPE_ARTIFACT: trial.genotype_json.encode()}
         return trial.trial_id
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -301,13 +302,13 @@ class MemoryStore(Metastore):
                     value = trial.metrics.get(metric)
                     if trial.state != FINISHED or value is None or not c.is_number(value):
                         continue
-                    fidelity = trial.tags.get(c.TAG_FIDELITY)
-                    if full_fidelity_only and not c.is_full_fidelity(fidelity):
+                    fidelity = trial.tags.get(schema.TAG_FIDELITY)
+                    if full_fidelity_only and not schema.is_full_fidelity(fidelity):
                         continue
                     genotypes.append(trial.genotype_json)
                     values.append(value)
                     ids.append(trial_id)
-                    fids.append(c.fidelity_record(fidelity))
+                    fids.append(schema.fidelity_record(fidelity))
         return {
             task: TaskHistory(task, g, np.asarray(v, dtype=np.float64), m, i, f)
             for task, (g, v, m, i, f) in grouped.items()
@@ -381,4 +382,4 @@ class MemoryStore(Metastore):
 
 
 def _weights_key() -> str:
-    return f"{c.WEIGHTS_DIR}/{c.WEIGHTS_FILE}"
+    return f"{schema.WEIGHTS_DIR}/{schema.WEIGHTS_FILE}"

@@ -123,21 +123,39 @@ def test_modules_stay_small(module, path):
     assert lines <= MAX_LINES, f"{module} has {lines} lines; split it by concept (at most {MAX_LINES})"
 
 
-def test_the_search_holds_no_strategy_specific_rule():
-    """The search and the warm-start plan reach strategies through the Strategy hooks: no branch
-    on a strategy's name, no getattr / hasattr / inspect probe for a capability."""
+def _calls_and_name_branches(path: Path, names: set[str]):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fn = node.func
+            called = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+            if called in ("getattr", "hasattr", "signature"):
+                yield "probe", node.lineno, called
+        if isinstance(node, ast.Compare):
+            consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+            consts += [e.value for c in node.comparators if isinstance(c, (ast.Tuple, ast.List, ast.Set))
+                       for e in c.elts if isinstance(e, ast.Constant)]
+            hit = sorted({c for c in consts if isinstance(c, str) and c in names})
+            if hit:
+                yield "branch", node.lineno, hit
+
+
+def test_no_strategy_name_branch_outside_strategy():
+    """Only strategies know strategies: elsewhere nothing compares with a strategy's name."""
     from workbench.strategy.registry import strategy_names
 
     names = set(strategy_names())
+    for module, path in modules():
+        if module.startswith("workbench.strategy"):
+            continue
+        bad = [(line, what) for kind, line, what in _calls_and_name_branches(path, names) if kind == "branch"]
+        assert not bad, f"{module} branches on strategy names at {bad}"
+
+
+def test_the_search_probes_no_capability():
+    """The search and the warm-start plan reach strategies and evaluators through declared hooks
+    and records (Strategy hooks, EvaluatorTraits): no getattr / hasattr / inspect probe."""
     files = sorted((ROOT / "workbench" / "search").rglob("*.py")) + sorted((ROOT / "workbench" / "transfer").rglob("*.py"))
     for path in files:
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                fn = node.func
-                called = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
-                assert called not in ("getattr", "hasattr", "signature"), f"{path.name}:{node.lineno} probes with {called}()"
-            if isinstance(node, ast.Compare):
-                consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
-                hit = [c for c in consts if isinstance(c, str) and c in names]
-                assert not hit, f"{path.name}:{node.lineno} branches on the strategy name {hit}"
+        bad = [(line, what) for kind, line, what in _calls_and_name_branches(path, set()) if kind == "probe"]
+        assert not bad, f"{path.relative_to(ROOT)} probes at {bad}"

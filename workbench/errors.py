@@ -6,13 +6,10 @@ received; the CLI turns them into one clear line and exit code 2.
 
 from __future__ import annotations
 
+# the root of the hierarchy lives with the store, which imports nothing from workbench
+from metastore.errors import NaswError, NotFound, StoreError, UserError
 
-class NaswError(Exception):
-    """Base class of every error the workbench raises on purpose."""
-
-
-class UserError(NaswError):
-    """Bad input from a user: a task file, a CLI argument, a dataset, a genotype."""
+__all__ = ["DataError", "InvalidGenotype", "NaswError", "NotFound", "StoreError", "TaskError", "TrialFailed", "UserError"]
 
 
 class InvalidGenotype(UserError):
@@ -28,14 +25,6 @@ class DataError(UserError):
 
     The message names the file and the problem.
     """
-
-
-class StoreError(NaswError):
-    """The metastore cannot be read or written."""
-
-
-class NotFound(UserError):
-    """A search, trial or task named by the user does not exist (or a prefix is ambiguous)."""
 
 
 class TrialFailed(NaswError):

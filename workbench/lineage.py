@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metastore import Metastore, TrialRecord
+from metastore.schema import NOTE_INHERITED, NOTE_WEIGHTS, TAG_MORPHISMS, note_tag
 from workbench.errors import InvalidGenotype, NotFound
 from workbench.space.edits import MorphismStep, steps_from_json
-
-MORPHISMS_TAG = "nasw.morphisms"
 
 
 @dataclass(frozen=True)
@@ -49,10 +48,10 @@ def resolve_trial(store: Metastore, trial_id: str) -> str:
 def generation_of(rec: TrialRecord) -> Generation:
     """The lineage view of one trial record (unreadable step tags count as no steps)."""
     try:
-        steps = steps_from_json(rec.tags.get(MORPHISMS_TAG))
+        steps = steps_from_json(rec.tags.get(TAG_MORPHISMS))
     except InvalidGenotype:
         steps = ()
-    return Generation(rec, steps, rec.tags.get("nasw.note.inherited"), rec.tags.get("nasw.note.weights"))
+    return Generation(rec, steps, rec.tags.get(note_tag(NOTE_INHERITED)), rec.tags.get(note_tag(NOTE_WEIGHTS)))
 
 
 def ancestors(store: Metastore, trial_id: str, max_depth: int = 10_000) -> list[Generation]:
@@ -74,45 +73,3 @@ def ancestors(store: Metastore, trial_id: str, max_depth: int = 10_000) -> list[
 def children(store: Metastore, rec: TrialRecord) -> list[TrialRecord]:
     """Trials of the same search that name ``rec`` as their parent, in start order."""
     return [t for t in store.trials(rec.search_id) if t.parent_trial == rec.trial_id]
-
-
-def describe(genotype_json: str, limit: int = 90) -> str:
-    """A one-line summary of a chain or DAG genotype (other spaces: compact JSON).
-
-    A malformed genotype read back from a store shows as its (cut) text, never an error.
-    """
-    try:
-        return _describe(genotype_json, limit)
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return str(genotype_json)[:limit]
-
-
-def _describe(genotype_json: str, limit: int) -> str:
-    import json
-
-    try:
-        obj = json.loads(genotype_json)
-        spec = obj["spec"]
-    except (ValueError, KeyError, TypeError):
-        return genotype_json[:limit]
-    parts: list[str] = []
-    if isinstance(spec, dict) and isinstance(spec.get("layers"), list):
-        for layer in spec["layers"]:
-            op = str(layer.get("op", "?"))
-            if "kernel" in layer:
-                parts.append(f"{op}{layer['kernel']}x{layer.get('width')}")
-            elif "width" in layer:
-                parts.append(f"{op}{layer['width']}")
-            else:
-                parts.append(op)
-        text = " > ".join(parts)
-    elif isinstance(spec, dict) and isinstance(spec.get("nodes"), list):
-        for k, node in enumerate(spec["nodes"], start=1):
-            ins = ",".join(str(i) for i in node.get("inputs", []))
-            merge = "+" if node.get("merge") == "add" or len(node.get("inputs", [])) < 2 else "|"
-            parts.append(f"{k}:{node.get('op')}({ins.replace(',', merge)})")
-        width = (spec.get("macro") or {}).get("width")
-        text = " ".join(parts) + (f" w{width}" if width else "")
-    else:
-        text = json.dumps(spec, separators=(",", ":"))
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -462,7 +462,7 @@ def _dag_figure(plt: Any, genotype: Any, input_shape: Sequence[int] | None, n_cl
         labels[k] = f"{k}: {node.op}{merge}" + (f"\n{shapes[k]}" if k in shapes else "")
         edges += [(i, k, "") for i in node.inputs]
     n = len(nodes)
-    labels[n + 1] = f"global pool\n+ linear" + (f" -> {n_classes}" if n_classes else "")
+    labels[n + 1] = "global pool\n+ linear" + (f" -> {n_classes}" if n_classes else "")
     edges.append((n, n + 1, ""))
     dead = [k for k in range(1, n + 1) if k not in live]
     fig, ax = plt.subplots(figsize=(max(6, 2.0 * (n + 2)), 4.5))

@@ -4,10 +4,8 @@ Everything here reads the metastore (never a running search), so it works on any
 search: at the end of a search (:func:`log_search_artifacts`, called by the loop), from
 ``nasw report`` / ``nasw compare`` / ``nasw export``, or from a notebook.
 
-Warm-start source weights are read when present, in any of these forms: trial metrics or tags
-``source_weight.<task>`` (or ``nasw.source_weight.<task>``; x = trial number); summary metrics
-of the same names on the search (their history: x = step); or a search tag ``source_weights``
-holding JSON ``{task: weight}`` or ``{task: [w0, w1, ...]}``.
+Warm-start source weights come from the search's ``source_weights`` tag (written by the search:
+JSON ``{task: weight}`` when it starts, then ``{task: [weight after each trial]}``).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import io
 import json
 import logging
 import math
-import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from metastore import Metastore, SearchRecord, TrialRecord
+from metastore.schema import TAG_SOURCE_WEIGHTS
 from workbench.errors import UserError
+from workbench.space.registry import describe_json
 
 _log = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ PLOTS: dict[str, str] = {
     "architecture": "The best architecture",
     "source_weights": "Warm start: weight of each source task",
 }
-_WEIGHT_KEY = re.compile(r"^(?:nasw\.)?source_weights?[./:](.+)$")
 
 
 @dataclass
@@ -123,41 +121,21 @@ def objectives_of(rec: SearchRecord) -> list[str]:
     return []
 
 
-def source_weights_of(store: Metastore, rec: SearchRecord, trials: Sequence[TrialRecord]) -> dict[str, list[tuple[float, float]]]:
+def source_weights_of(rec: SearchRecord) -> dict[str, list[tuple[float, float]]]:
     """Weight each source task received over a warm-started search (see the module docstring)."""
     series: dict[str, list[tuple[float, float]]] = {}
-    for t in trials:
-        for source in (t.metrics, t.tags):
-            for key, value in source.items():
-                m = _WEIGHT_KEY.match(key)
-                if m:
-                    try:
-                        series.setdefault(m.group(1), []).append((float(t.number), float(value)))
-                    except (TypeError, ValueError):
-                        continue
-    if not series:
-        for key in rec.summary:
-            m = _WEIGHT_KEY.match(key)
-            if not m:
-                continue
-            try:
-                pts = store.metric_history(rec.search_id, key)
-            except Exception:  # noqa: BLE001 - a store without history: the last value only
-                pts = []
-            series[m.group(1)] = [(float(s), float(v)) for s, v in pts] or [(0.0, float(rec.summary[key]))]
-    if not series:
-        text = rec.tags.get("source_weights") or rec.tags.get("warm_start_weights")
-        if text:
-            try:
-                doc = json.loads(text)
-            except ValueError:
-                doc = None
-            if isinstance(doc, Mapping):
-                for task, w in doc.items():
-                    if isinstance(w, (int, float)):
-                        series[str(task)] = [(0.0, float(w))]
-                    elif isinstance(w, list):
-                        series[str(task)] = [(float(i), float(v)) for i, v in enumerate(w) if _finite(v)]
+    text = rec.tags.get(TAG_SOURCE_WEIGHTS)
+    if text:
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, Mapping):
+            for task, w in doc.items():
+                if isinstance(w, (int, float)):
+                    series[str(task)] = [(0.0, float(w))]
+                elif isinstance(w, list):
+                    series[str(task)] = [(float(i), float(v)) for i, v in enumerate(w) if _finite(v)]
     return {k: v for k, v in series.items() if v}
 
 
@@ -235,7 +213,7 @@ def summarize(
         warm_start=warm_start_text(rec),
         objectives=objectives_of(rec),
         curves=curves,
-        source_weights=source_weights_of(store, rec, trials),
+        source_weights=source_weights_of(rec),
         input_shape=None if input_shape is None else tuple(int(s) for s in input_shape),
         n_classes=n_classes,
     )
@@ -337,31 +315,6 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def short_genotype(text: str, limit: int = 100) -> str:
-    """A one-line architecture summary (``conv3x16 > maxpool > dense64``) from genotype JSON."""
-    try:
-        doc = json.loads(text)
-        spec = doc.get("spec", doc) if isinstance(doc, dict) else doc
-    except (ValueError, TypeError, AttributeError, RecursionError):
-        return text[:limit]
-    if isinstance(spec, dict) and isinstance(spec.get("arch"), dict):
-        spec = spec["arch"].get("spec", spec["arch"])
-    if isinstance(spec, dict) and isinstance(spec.get("layers"), list):
-        parts = []
-        for layer in spec["layers"]:
-            if not isinstance(layer, dict):
-                continue
-            op = layer.get("op", "?")
-            if "kernel" in layer:
-                parts.append(f"{op}{layer['kernel']}x{layer.get('width')}")
-            elif "width" in layer:
-                parts.append(f"{op}{layer['width']}")
-            else:
-                parts.append(str(op))
-        return " > ".join(parts)[:limit]
-    return json.dumps(spec, separators=(",", ":"))[:limit]
-
-
 def _img(path: Path) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{_esc(path.stem)}">'
@@ -421,8 +374,7 @@ def render_html(summary: SearchSummary, plot_files: Mapping[str, Path]) -> str:
         parts += [f'<figure id="plot-{_esc(name)}">', _img(path),
                   f"<figcaption>{_esc(PLOTS.get(name, name))}</figcaption>", "</figure>"]
     metric_keys = [obj] + [k for k in (rep, "params", "train_seconds") if k != obj]
-    extra = sorted({k for t in summary.trials for k in t.metrics} - set(metric_keys) - {"train_loss"})
-    extra = [k for k in extra if not _WEIGHT_KEY.match(k)][:4]
+    extra = sorted({k for t in summary.trials for k in t.metrics} - set(metric_keys) - {"train_loss"})[:4]
     cols = ["#", "trial", "state", *metric_keys, *extra, "parent", "architecture / reason"]
     parts += ['<h2 id="trials">Trials</h2>', '<table class="trials">',
               "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>"]
@@ -434,7 +386,7 @@ def render_html(summary: SearchSummary, plot_files: Mapping[str, Path]) -> str:
             text = f"{int(v):,}" if k == "params" and _finite(v) else _num(v, 1 if k == "train_seconds" else 4)
             cells.append(f'<td class="num">{_esc(text)}</td>')
         cells.append(f"<td>{_esc((t.parent_trial or '-')[:12])}</td>")
-        detail = t.reason if t.state == "failed" else short_genotype(t.genotype_json)
+        detail = t.reason if t.state == "failed" else describe_json(t.genotype_json)
         cells.append(f"<td>{_esc(detail or '')}</td>")
         parts.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     parts += ["</table>", f"<footer>nasw report of search {_esc(rec.search_id)}, written "

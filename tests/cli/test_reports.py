@@ -218,7 +218,8 @@ def test_metric_history_on_the_mlflow_store(searched):
 
 
 def test_source_weights_and_plots_from_a_memory_store(tmp_path):
-    """Warm-start weights recorded on trials are drawn; every plot is a valid PNG."""
+    """Warm-start weights recorded on the search (as a search writes them) are drawn; every plot is
+    a valid PNG."""
     from metastore import open_store
     from workbench.report import render_html, render_plots, summarize
     from workbench.space.chain import ChainSpace
@@ -231,11 +232,12 @@ def test_source_weights_and_plots_from_a_memory_store(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(4):
         g = space.sample(rng)
-        tid = store.start_trial(sid, g.to_json(), g.key,
-                                tags={"source_weight.digits": str(0.8 - 0.1 * i), "source_weight.mnist1d": str(0.1 * i)})
+        tid = store.start_trial(sid, g.to_json(), g.key)
         for epoch in range(3):
             store.log_metrics(tid, {"val_accuracy": 0.5 + 0.1 * epoch + 0.01 * i}, step=epoch)
         store.finish_trial(tid, state="finished", metrics={"val_accuracy": 0.7 + 0.01 * i, "test_accuracy": 0.6})
+    store.set_tags(sid, {"source_weights": json.dumps({"digits": [0.8 - 0.1 * i for i in range(4)],
+                                                       "mnist1d": [0.1 * i for i in range(4)]})})
     store.finish_search(sid)
     summary = summarize(store, sid, input_shape=(1, 8, 8), n_classes=10)
     assert summary.warm_start == "digits,mnist1d"

@@ -476,7 +476,7 @@ def test_mlflow_client_fallback_matches_direct_sql(mlflow_store: Metastore) -> N
 
 
 def test_mlflow_uri_forms(tmp_path: Path, empty_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from metastore.mlflow_store import resolve_location, tracking_uri_for
+    from metastore.mlflow_setup import resolve_location, tracking_uri_for
 
     monkeypatch.chdir(tmp_path)
     loc = resolve_location("sqlite:///runs/mlflow.db")
@@ -503,7 +503,7 @@ def test_mlflow_uri_forms(tmp_path: Path, empty_db: Path, monkeypatch: pytest.Mo
 def test_mlflow_retries_a_locked_database(mlflow_store: Metastore, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
-    import metastore.mlflow_store as ms
+    import metastore.mlflow_runs as ms
 
     monkeypatch.setattr(ms, "_FIRST_BACKOFF_S", 0.0)
     calls = []

@@ -96,11 +96,6 @@ _LOADERS: dict[str, str] = {
 }
 
 
-def register_loader(name: str, target: str) -> None:
-    """Register a dataset loader (``target`` is ``"module:function"``)."""
-    _LOADERS[name] = target
-
-
 def loader_names() -> list[str]:
     """Names accepted in a task file's ``[dataset] loader``."""
     return sorted(_LOADERS)

@@ -40,9 +40,9 @@ from typing import Any
 
 from workbench.errors import TaskError, UserError
 
-#: The tag a trial's fidelity is recorded in (JSON of :meth:`Fidelity.record`).
-FIDELITY_TAG = "nasw.fidelity"
-#: Params ``fidelity.<field>`` carry the same values for the MLflow runs table.
+#: Params ``fidelity.<field>`` carry a trial's fidelity for the MLflow runs table (the same prefix
+#: as :data:`metastore.schema.FIDELITY_PARAM_PREFIX`, which this layer may not import; the record
+#: itself goes to the ``nasw.fidelity`` tag, :data:`metastore.schema.TAG_FIDELITY`).
 PARAM_PREFIX = "fidelity."
 _KNOBS = ("epochs", "data_fraction", "resolution", "width_mult")
 
@@ -155,24 +155,6 @@ class Fidelity:
         if self.width_mult != 1:
             parts.append(f"width x{self.width_mult:g}")
         return ", ".join(parts)
-
-
-def parse_record(text: str | None) -> dict[str, Any]:
-    """A ``nasw.fidelity`` tag as a dict (``{}`` when missing or unreadable)."""
-    if not text:
-        return {}
-    try:
-        d = json.loads(text)
-    except (ValueError, TypeError):
-        return {}
-    return d if isinstance(d, dict) else {}
-
-
-def is_full_record(text: str | None) -> bool:
-    """True for a trial without a fidelity tag (measured at full fidelity before fidelities
-    existed, or without a scheduler) or whose tag says ``full``."""
-    d = parse_record(text)
-    return not d or bool(d.get("full", True))
 
 
 def stopped_record(planned: Mapping[str, Any], epochs_done: int, planned_epochs: int | None, rule: str) -> dict[str, Any]:
@@ -343,13 +325,10 @@ def continued(f: Fidelity, parent: Fidelity | None) -> Fidelity:
 
 
 __all__: Sequence[str] = (
-    "FIDELITY_TAG",
     "Fidelity",
     "FidelitySpace",
     "continued",
     "fidelity_space",
     "full_fidelity",
-    "is_full_record",
-    "parse_record",
     "stopped_record",
 )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from metastore import Metastore
+from metastore.schema import NOTE_INHERITED, NOTE_WEIGHTS
 from workbench.errors import InvalidGenotype, NotFound
 from workbench.evaluate.base import Evaluator, traits_of
 from workbench.execute.trial import TrialJob, default_inherit
@@ -40,16 +41,16 @@ def inherit_weights(
         parent = store.trial(job.parent_trial)
         here = store.trial(job.trial_id).task
     except (InvalidGenotype, NotFound) as exc:
-        return None, {"weights": f"cannot inherit from {job.parent_trial}: {exc}{SCRATCH}"}
+        return None, {NOTE_WEIGHTS: f"cannot inherit from {job.parent_trial}: {exc}{SCRATCH}"}
     state = default_inherit(store, job, genotype)[0]
     if state is None:
-        return None, {"weights": f"parent {job.parent_trial} weights missing or unreadable{SCRATCH}"}
+        return None, {NOTE_WEIGHTS: f"parent {job.parent_trial} weights missing or unreadable{SCRATCH}"}
     other_task = parent.task != here
     if not steps and not other_task:
-        return state, {"inherited": f"weights of trial {job.parent_trial}"}
+        return state, {NOTE_INHERITED: f"weights of trial {job.parent_trial}"}
     traits = traits_of(evaluator)
     if not traits.trained:
-        return None, {"weights": f"the evaluator has no input shape to replay morphisms on{SCRATCH}"}
+        return None, {NOTE_WEIGHTS: f"the evaluator has no input shape to replay morphisms on{SCRATCH}"}
     from workbench.morph.base import MorphismError
     from workbench.morph.lineage import inherit_state
 
@@ -60,7 +61,7 @@ def inherit_weights(
             other_task=other_task, seed=job.seed,
         )
     except (MorphismError, InvalidGenotype, RuntimeError, ValueError, TypeError, KeyError) as exc:
-        return None, {"weights": f"cannot inherit from {job.parent_trial}: {str(exc).splitlines()[0][:300]}{SCRATCH}"}
+        return None, {NOTE_WEIGHTS: f"cannot inherit from {job.parent_trial}: {str(exc).splitlines()[0][:300]}{SCRATCH}"}
     how = f"{len(steps)} morphism step(s)" if steps else "shape-matched tensors"
     origin = f" of task {parent.task}" if other_task else ""
-    return child_state, {**notes, "inherited": f"trial {job.parent_trial}{origin} through {how}"}
+    return child_state, {**notes, NOTE_INHERITED: f"trial {job.parent_trial}{origin} through {how}"}

@@ -16,13 +16,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metastore import Metastore
+from metastore.schema import (
+    NOTE_WEIGHTS,
+    NOTE_WEIGHTS_SAVED,
+    RULE_DECISION,
+    RULE_DETAILS,
+    TAG_FIDELITY,
+    TAG_HEARTBEAT,
+    TAG_STOPPED_EARLY,
+    fidelity_record,
+    note_tag,
+    rule_tag,
+)
 from workbench.errors import InvalidGenotype, StoreError, TrialFailed
 from workbench.evaluate.base import Evaluator
 from workbench.execute.limits import hard_limit_for, time_limit
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-
-HEARTBEAT_TAG = "nasw.heartbeat"
 
 
 @dataclass(frozen=True)
@@ -113,14 +123,14 @@ def default_inherit(
 ) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
     """Weights to start from: the parent's, unchanged (no morphism steps). Returns (state, notes).
 
-    :func:`workbench.loop.inherit_weights` also follows morphism steps and carries weights
+    :func:`workbench.execute.inherit.inherit_weights` also follows morphism steps and carries weights
     across tasks (it needs the ``evaluator`` for the task's input shape and classes).
     """
     if not job.parent_trial:
         return None, {}
     state = store.load_weights(job.parent_trial)
     if state is None:
-        return None, {"weights": f"parent {job.parent_trial} weights missing or unreadable; trained from scratch"}
+        return None, {NOTE_WEIGHTS: f"parent {job.parent_trial} weights missing or unreadable; trained from scratch"}
     return state, {}
 
 
@@ -145,7 +155,7 @@ def execute_trial(
     """
     start = time.perf_counter()
     try:
-        store.set_tags(job.trial_id, {HEARTBEAT_TAG: heartbeat_value()})
+        store.set_tags(job.trial_id, {TAG_HEARTBEAT: heartbeat_value()})
     except StoreError:
         pass
     last_beat = [time.monotonic()]
@@ -170,7 +180,7 @@ def execute_trial(
             flush()
         if time.monotonic() - last_beat[0] > 5.0:
             last_beat[0] = time.monotonic()
-            store.set_tags(job.trial_id, {HEARTBEAT_TAG: heartbeat_value()})
+            store.set_tags(job.trial_id, {TAG_HEARTBEAT: heartbeat_value()})
         if on_epoch is not None:
             on_epoch(epoch, metrics)
         last_point.clear()
@@ -231,9 +241,9 @@ def execute_trial(
         try:
             store.save_weights(job.trial_id, result.state_dict)
         except (StoreError, OSError) as exc:
-            notes["weights_saved"] = f"not saved: {_reason(exc)}"
+            notes[NOTE_WEIGHTS_SAVED] = f"not saved: {_reason(exc)}"
     if notes:
-        store.set_tags(job.trial_id, {f"nasw.note.{k}": str(v)[:5000] for k, v in notes.items()})
+        store.set_tags(job.trial_id, {note_tag(k): str(v)[:5000] for k, v in notes.items()})
     metrics = {k: float(v) for k, v in result.metrics.items()}
     if stop is not None:
         metrics.update({k: float(v) for k, v in stop.details.items()})
@@ -253,22 +263,19 @@ def _stop_rule(job: TrialJob) -> Any:
     return LCStopRule.from_json(job.stop_early)
 
 
-STOPPED_TAG = "nasw.stopped_early"
-
-
 def _record_stop(store: Metastore, job: TrialJob, stop: Any, epochs: int) -> None:
     """Tags of a trial stopped early: the rule, its reason and numbers, and its fidelity as
     trained (the epochs it got; not full, so warm-start histories leave it out)."""
-    from workbench.evaluate.fidelity import FIDELITY_TAG, parse_record, stopped_record
+    from workbench.evaluate.fidelity import stopped_record
 
     rule = _stop_rule(job)
-    planned = parse_record(job.fidelity)
+    planned = fidelity_record(job.fidelity)
     record = stopped_record(planned, max(1, epochs), getattr(rule, "target_epoch", None), stop.rule)
     tags = {
-        STOPPED_TAG: stop.rule,
-        FIDELITY_TAG: json.dumps(record, sort_keys=True),
-        f"nasw.{stop.rule}.decision": stop.reason[:5000],
-        f"nasw.{stop.rule}.details": json.dumps(stop.details, sort_keys=True),
+        TAG_STOPPED_EARLY: stop.rule,
+        TAG_FIDELITY: json.dumps(record, sort_keys=True),
+        rule_tag(stop.rule, RULE_DECISION): stop.reason[:5000],
+        rule_tag(stop.rule, RULE_DETAILS): json.dumps(stop.details, sort_keys=True),
     }
     try:
         store.set_tags(job.trial_id, tags)

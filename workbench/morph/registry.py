@@ -8,19 +8,11 @@ from workbench.morph.chain import ChainDeepen, ChainEnlargeKernel, ChainWiden
 from workbench.morph.dag import DagDeepen, DagEnlargeKernel, DagSkip, DagWiden
 from workbench.space.edits import MorphismStep
 from workbench.space.genotype import Genotype
-from workbench.space.morphs import register_edit
 
-_MORPHISMS: dict[tuple[str, str], Morphism] = {}
-
-
-def register_morphism(m: Morphism) -> None:
-    """Register a morphism (and its genotype side, so strategies see its sites)."""
-    _MORPHISMS[(m.op, m.space_name)] = m
-    register_edit(m)
-
-
-for _m in (ChainDeepen(), ChainWiden(), ChainEnlargeKernel(), DagDeepen(), DagSkip(), DagEnlargeKernel(), DagWiden()):
-    _MORPHISMS[(_m.op, _m.space_name)] = _m
+_MORPHISMS: dict[tuple[str, str], Morphism] = {
+    (m.op, m.space_name): m
+    for m in (ChainDeepen(), ChainWiden(), ChainEnlargeKernel(), DagDeepen(), DagSkip(), DagEnlargeKernel(), DagWiden())
+}
 
 
 def morphism_ops(space_name: str) -> list[str]:

@@ -22,11 +22,6 @@ _BUILDERS: dict[str, str] = {
 }
 
 
-def register_builder(space_name: str, target: str) -> None:
-    """Register the builder of a trainable space (``target`` is ``"module:function"``)."""
-    _BUILDERS[space_name] = target
-
-
 def build_model(genotype: Genotype, input_shape: Sequence[int], n_classes: int, *, width_mult: float = 1.0):
     """The network of ``genotype`` for inputs `C x L` (1-D) or `C x H x W` (2-D).
 
@@ -35,7 +30,7 @@ def build_model(genotype: Genotype, input_shape: Sequence[int], n_classes: int, 
         input_shape: Shape of one example, without the batch dimension.
         n_classes: Width of the classifier output (logits).
         width_mult: Multiplier of every conv / dense width (a low-fidelity network is thinner);
-            widths are rounded and at least 1. Builders registered without a ``width_mult``
+            widths are rounded and at least 1. Builders without a ``width_mult``
             keyword only build at 1.0.
 
     Returns:

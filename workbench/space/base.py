@@ -20,6 +20,7 @@ class SearchSpace(ABC):
         * ``mutate`` returns a valid genotype that differs from its input (one edit).
         * ``canonical`` maps isomorphic genotypes to one string (used by ``Genotype.key``).
         * ``encode`` maps genotypes to a fixed-width float array `n x d` for surrogates.
+        * ``describe`` gives a short one-line form for people.
         * Randomness comes only from the ``rng`` argument.
 
     Attributes:
@@ -49,6 +50,17 @@ class SearchSpace(ABC):
         """A string equal for genotypes that compute the same function."""
 
     encodings: ClassVar[tuple[str, ...]] = ("onehot",)
+
+    @classmethod
+    def describe(cls, g: Genotype) -> str:
+        """A short one-line form of ``g`` for people (``nasw show``, lineages, reports).
+
+        The default is the spec's compact JSON; spaces with a layout people read at a glance
+        override it (``conv3x16 > maxpool > dense64``). Like :meth:`canonical` it needs no
+        settings and does not validate: it may raise on a malformed spec, and
+        :func:`workbench.space.registry.describe_json` then falls back to the JSON.
+        """
+        return g.spec
 
     @abstractmethod
     def encode(self, gs: Sequence[Genotype], encoding: str = "onehot") -> np.ndarray:

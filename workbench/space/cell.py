@@ -245,6 +245,19 @@ class CellSpace(SearchSpace):
     def canonical(cls, g: Genotype) -> str:
         return json.dumps(list(canonical_ops(read_cell(g)[0])), separators=(",", ":"))
 
+    @classmethod
+    def describe(cls, g: Genotype) -> str:
+        """Each node's incoming edges as ``op(from)`` (``none`` edges left out), then the width:
+        ``1:conv3x3(0) 2:skip(1) 3:avgpool3x3(0)+conv1x1(1) w16``."""
+        spec = g.value
+        ops = cell_ops(spec["edges"])
+        parts = []
+        for j in (1, 2, 3):
+            edges = [f"{op}({i})" for (i, to), op in zip(EDGE_PAIRS, ops) if to == j and op != "none"]
+            parts.append(f"{j}:{'+'.join(edges) or 'none'}")
+        width = (spec.get("macro") or {}).get("width")
+        return " ".join(parts) + (f" w{width}" if width else "")
+
     def sample(self, rng: np.random.Generator) -> Genotype:
         return self._genotype([CELL_OPS[int(rng.integers(len(CELL_OPS)))] for _ in EDGES])
 

@@ -22,6 +22,18 @@ MAX_LAYERS_LIMIT = 256
 MAX_WIDTH = 65536
 
 
+def _layer_text(layer: Any) -> str:
+    """``conv3x16``, ``dense64``, ``maxpool`` (a layer that is not an object: its text, cut)."""
+    if not isinstance(layer, dict):
+        return str(layer)[:20]
+    op = str(layer.get("op", "?"))
+    if "kernel" in layer:
+        return f"{op}{layer['kernel']}x{layer.get('width')}"
+    if "width" in layer:
+        return f"{op}{layer['width']}"
+    return op
+
+
 class ChainSpace(SearchSpace):
     """A chain of layers (Elsken et al.'s chain-structured space).
 
@@ -217,6 +229,11 @@ class ChainSpace(SearchSpace):
     def canonical(cls, g: Genotype) -> str:
         # A chain has no isomorphic relabelling; the canonical JSON is its identity.
         return g.spec
+
+    @classmethod
+    def describe(cls, g: Genotype) -> str:
+        """The layers in order, each op with its kernel and width: ``conv3x16 > maxpool > dense64``."""
+        return " > ".join(_layer_text(layer) for layer in g.value["layers"])
 
     # -- encodings ----------------------------------------------------------------------
     def encode(self, gs: Sequence[Genotype], encoding: str = "onehot") -> np.ndarray:

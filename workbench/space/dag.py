@@ -361,6 +361,19 @@ class DagSpace(SearchSpace):
         reduced = reduce_dag(nodes)
         return json.dumps([[n.op, n.merge, list(n.inputs)] for n in reduced], separators=(",", ":"))
 
+    @classmethod
+    def describe(cls, g: Genotype) -> str:
+        """Each node as ``k:op(inputs)``, inputs joined by ``+`` (add) or ``|`` (concat), then the
+        width: ``1:conv3(0) 2:maxpool3(0|1) w16``."""
+        spec = g.value
+        parts = []
+        for k, node in enumerate(spec["nodes"], start=1):
+            inputs = [str(i) for i in node.get("inputs", [])]
+            merge = "+" if node.get("merge") == "add" or len(inputs) < 2 else "|"
+            parts.append(f"{k}:{node.get('op')}({merge.join(inputs)})")
+        width = (spec.get("macro") or {}).get("width")
+        return " ".join(parts) + (f" w{width}" if width else "")
+
     # -- sampling and mutation ---------------------------------------------------------------
 
     def sample(self, rng: np.random.Generator) -> Genotype:

@@ -202,6 +202,16 @@ class JointSpace(SearchSpace):
         rounded = {n: round_sig(hp[n]) for n in CONTINUOUS} | {n: int(hp[n]) for n in DISCRETE}
         return f"{arch.space}|{canonical_form(arch)}|{json.dumps(rounded, sort_keys=True)}"
 
+    @classmethod
+    def describe(cls, g: Genotype) -> str:
+        """The architecture as its own space describes it, then the hyperparameters:
+        ``conv3x16 > dense64 | lr 0.00312 wd 1.5e-05 bs 64 ep 10``."""
+        from workbench.space.registry import space_class
+
+        arch, hp = _read(g)
+        return (f"{space_class(arch.space).describe(arch)} | lr {hp['lr']:g} wd {hp['weight_decay']:g} "
+                f"bs {hp['batch_size']} ep {hp['epochs']}")
+
     # -- sampling and mutation ---------------------------------------------------------------
 
     def _clip(self, name: str, value: float) -> float:

@@ -451,19 +451,14 @@ class DagWidenEdit(GenotypeMorphism):
 
 # -- registry and helpers --------------------------------------------------------------------
 
-_EDITS: dict[tuple[str, str], GenotypeMorphism] = {}
-
-
-def register_edit(edit: GenotypeMorphism) -> None:
-    """Register the genotype side of an operator for its space."""
-    _EDITS[(edit.op, edit.space_name)] = edit
-
-
-for _edit in (
-    ChainDeepenEdit(), ChainWidenEdit(), ChainEnlargeKernelEdit(),
-    DagDeepenEdit(), DagSkipEdit(), DagEnlargeKernelEdit(), DagWidenEdit(),
-):
-    register_edit(_edit)
+# (operator, space) -> the genotype side of the operator
+_EDITS: dict[tuple[str, str], GenotypeMorphism] = {
+    (e.op, e.space_name): e
+    for e in (
+        ChainDeepenEdit(), ChainWidenEdit(), ChainEnlargeKernelEdit(),
+        DagDeepenEdit(), DagSkipEdit(), DagEnlargeKernelEdit(), DagWidenEdit(),
+    )
+}
 
 
 def edit_ops(space_name: str) -> list[str]:

@@ -273,6 +273,12 @@ class NBGraphSpace(SearchSpace):
         """The benchmark's table key (5 digits), equal for architectures it treats as one."""
         return f"{_key(g):05d}"
 
+    @classmethod
+    def describe(cls, g: Genotype) -> str:
+        """Each computing node as ``k:op(input)`` (0 = the raw input): ``1:gcn(0) 2:gat(1) 3:fc(1) 4:skip(2)``."""
+        spec = g.value
+        return " ".join(f"{k}:{op}({link})" for k, (link, op) in enumerate(zip(spec["links"], spec["ops"]), start=1))
+
     def encode(self, gs: Sequence[Genotype], encoding: str = "onehot") -> np.ndarray:
         """Encode members as `n x d` float64 (45 columns for onehot, 593 for path)."""
         self._check_encoding(encoding)

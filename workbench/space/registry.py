@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from workbench.errors import InvalidGenotype, UserError
+from workbench.errors import InvalidGenotype, NaswError, UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 
@@ -25,12 +25,6 @@ _BY_VERSIONED: dict[str, str] = {
     "cell-v1": "cell",
     "joint-v1": "joint",
 }
-
-
-def register(kind: str, versioned_name: str, target: str) -> None:
-    """Register a space class (``target`` is ``"module:Class"``)."""
-    _SPACES[kind] = target
-    _BY_VERSIONED[versioned_name] = kind
 
 
 def space_kinds() -> list[str]:
@@ -55,6 +49,28 @@ def make_space(kind: str, **settings: Any) -> SearchSpace:
         return cls(**settings)
     except (TypeError, ValueError, OverflowError) as exc:
         raise UserError(f"bad settings for space {kind!r}: {exc}") from None
+
+
+def describe_json(text: str, limit: int = 120) -> str:
+    """A one-line form of a stored genotype's JSON for people: its space's
+    :meth:`~workbench.space.base.SearchSpace.describe`, cut to ``limit`` characters (``…`` marks a cut).
+
+    Never raises, whatever a store holds: a genotype of an unknown space, or one its space cannot
+    describe, shows as its spec's compact JSON; text that is no genotype shows as itself.
+    """
+    try:
+        g = Genotype.from_json(text)
+    except InvalidGenotype:
+        return _cut(str(text), limit)
+    try:
+        summary = space_class(g.space).describe(g)
+    except (NaswError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+        summary = g.spec
+    return _cut(summary, limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def canonical_form(g: Genotype) -> str:

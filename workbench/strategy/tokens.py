@@ -23,8 +23,8 @@ nearest grid point; :attr:`TokenCodec.lossless` is False), and specs that differ
 outside the key (a cell's or DAG's ``macro``, the ``merge`` of a single-input DAG node) come back
 in the space's own spelling.
 
-Codecs are chosen by the versioned space name (:func:`make_codec`); :func:`register_codec` adds
-one. A space without a codec gets ``None``, and the controller falls back to picking among
+Codecs are chosen by the versioned space name (:func:`make_codec`, from the ``_CODECS`` table).
+A space without a codec gets ``None``, and the controller falls back to picking among
 sampled candidates by a learned preference.
 """
 
@@ -509,11 +509,6 @@ _CODECS: dict[str, str] = {
     "dag-v1": "workbench.strategy.tokens:DagCodec",
     "joint-v1": "workbench.strategy.tokens:JointCodec",
 }
-
-
-def register_codec(space_name: str, target: str) -> None:
-    """Register the codec class (``"module:Class"``) of a versioned space name (``"chain-v1"``)."""
-    _CODECS[space_name] = target
 
 
 def codec_names() -> list[str]:

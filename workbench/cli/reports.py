@@ -1,0 +1,96 @@
+"""Comparisons, exports and reports of recorded searches: ``nasw compare``, ``nasw export``, ``nasw report``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+import click
+
+from workbench.cli.app import STORE_HELP, cli, fmt_num, store_of
+from workbench.errors import UserError
+
+
+def _searches(store, ids: Sequence[str]) -> list[str]:
+    return [store.resolve_search(i) for i in ids]
+
+
+@cli.command("compare")
+@click.argument("search_ids", nargs=-1, required=True)
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--out", "out", default="compare.png", show_default=True, help="PNG of the best-so-far curves.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def compare_cmd(search_ids: Sequence[str], store: str | None, out: str, fmt: str) -> None:
+    """Compare searches: a table of their results and one plot of their best-so-far curves."""
+    from workbench.plots import plot_compare
+    from workbench.report import compare_rows
+
+    st = store_of(store)
+    rows = compare_rows(st, _searches(st, search_ids))
+    objectives = sorted({r["objective"] for r in rows})
+    curves = {f"{r['task']} {r['strategy']} {r['search_id'][:8]}": r["curve"] for r in rows}
+    try:
+        png = plot_compare(curves, "/".join(objectives), path=out)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if fmt == "json":
+        click.echo(json.dumps({"searches": [{k: v for k, v in r.items() if k != "curve"} for r in rows],
+                               "plot": png}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("search", "task", "strategy", "warm start", "budget", "trials", "best " + "/".join(objectives),
+                  "best test", "wall time", title="searches compared")
+    for r in rows:
+        wall = r["wall_seconds"]
+        table.add_row(
+            r["search_id"][:12], r["task"], r["strategy"], r["warm_start"], "-" if r["budget"] is None else str(r["budget"]),
+            f"{r['trials']} ({r['failed']} failed)" if r["failed"] else str(r["trials"]),
+            fmt_num(r["best_objective"]), fmt_num(r["best_report"]), "-" if wall is None else f"{wall:.1f} s",
+        )
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console.print(table)
+    console.print(f"best-so-far curves: {png}" if png else "no finished trials to plot")
+
+
+@cli.command("export")
+@click.argument("search_id")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
+              help="Output format (default: from --out's extension, else csv).")
+@click.option("--out", "out", default=None, help="File to write (default: standard output).")
+def export_cmd(search_id: str, store: str | None, fmt: str | None, out: str | None) -> None:
+    """Export every trial of a search (number, id, state, metrics, params, genotype, reason)."""
+    from workbench.report import export_text
+
+    if fmt is None:
+        fmt = "json" if out and out.lower().endswith(".json") else "csv"
+    st = store_of(store)
+    sid = st.resolve_search(search_id)
+    trials = st.trials(sid)
+    text = export_text(trials, fmt)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {len(trials)} trials of search {sid[:12]} to {out}", err=True)
+
+
+@cli.command("report")
+@click.argument("search_id")
+@click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
+@click.option("--out", "out", default=None, help="HTML file to write (default: report-<search id>.html).")
+def report_cmd(search_id: str, store: str | None, out: str | None) -> None:
+    """Write a self-contained HTML report of a search (summary, trials, plots); also attached to its MLflow run."""
+    from workbench.report import write_report
+
+    st = store_of(store)
+    sid = st.resolve_search(search_id)
+    path = write_report(st, sid, out or f"report-{sid[:12]}.html")
+    click.echo(f"wrote {path} (also attached to the search's MLflow run as report/report.html)")
