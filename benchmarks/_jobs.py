@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
-def in_order(fn: Callable[..., Any], jobs: Sequence[tuple], processes: int = 1,
-             deadline: float | None = None) -> Iterator[Any]:
+def in_order(
+    fn: Callable[..., Any], jobs: Sequence[tuple], processes: int = 1, deadline: float | None = None
+) -> Iterator[Any]:
     """Yield ``fn(*job)`` for each job, in the jobs' order.
 
     ``processes > 1`` runs the jobs in that many spawned worker processes (``fn`` must be

@@ -34,8 +34,14 @@ import numpy as np
 DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv")
 #: Random search's median evaluations to the top 1% (REFERENCES.md), for the "a third" target.
 RANDOM_REFERENCE = {
-    "physics": 64.5, "photo": 51.7, "cora": 63.6, "citeseer": 62.3, "cs": 65.7,
-    "computers": 60.2, "arxiv": 64.3, "pubmed": 67.9,
+    "physics": 64.5,
+    "photo": 51.7,
+    "cora": 63.6,
+    "citeseer": 62.3,
+    "cs": 65.7,
+    "computers": 60.2,
+    "arxiv": 64.3,
+    "pubmed": 67.9,
 }
 
 
@@ -120,19 +126,32 @@ def main() -> None:
             hits, finals, secs = [], [], []
             for seed in range(args.seeds):
                 t = time.perf_counter()
-                idx = run_tpe(dataset, seed, args.budget) if name == "tpe" else run_workbench(
-                    name, dataset, seed, args.budget, bo_options if name == "bo" else {}
+                idx = (
+                    run_tpe(dataset, seed, args.budget)
+                    if name == "tpe"
+                    else run_workbench(name, dataset, seed, args.budget, bo_options if name == "bo" else {})
                 )
                 secs.append((time.perf_counter() - t) / args.budget)
                 found = [k + 1 for k, i in enumerate(idx) if val[i] >= thr]
                 hits.append(found[0] if found else args.budget + 1)
                 best = max(idx, key=lambda i: (val[i], -i))
                 finals.append(float(test[best]))
-            rows.append((dataset, name, statistics.median(hits), hits, float(np.mean(finals)), float(np.std(finals)),
-                         statistics.mean(secs)))
-            print(f"{dataset:9s} {name:7s} median-to-top1% {statistics.median(hits):6.1f} {sorted(hits)} "
-                  f"final test {np.mean(finals):.4f} ± {np.std(finals):.4f}  {statistics.mean(secs):.3f} s/eval",
-                  flush=True)
+            rows.append(
+                (
+                    dataset,
+                    name,
+                    statistics.median(hits),
+                    hits,
+                    float(np.mean(finals)),
+                    float(np.std(finals)),
+                    statistics.mean(secs),
+                )
+            )
+            print(
+                f"{dataset:9s} {name:7s} median-to-top1% {statistics.median(hits):6.1f} {sorted(hits)} "
+                f"final test {np.mean(finals):.4f} ± {np.std(finals):.4f}  {statistics.mean(secs):.3f} s/eval",
+                flush=True,
+            )
 
     lines = [
         f"# bo quality check on NAS-Bench-Graph ({args.seeds} seeds, budget {args.budget})",

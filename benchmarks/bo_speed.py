@@ -61,8 +61,11 @@ def time_ours(space, observations, repeats: int, **options) -> dict:
         picks.append(space.index_of(p.genotype))
     hp = s.last_ask["hyperparameters"][0]
     return {
-        "total": statistics.median(totals), "fit": statistics.median(fits), "acq": statistics.median(acqs),
-        "pick": picks[-1], "detail": f"{hp.iterations} L-BFGS iterations, {hp.evaluations} likelihood evaluations",
+        "total": statistics.median(totals),
+        "fit": statistics.median(fits),
+        "acq": statistics.median(acqs),
+        "pick": picks[-1],
+        "detail": f"{hp.iterations} L-BFGS iterations, {hp.evaluations} likelihood evaluations",
         "candidates": s.last_ask["candidates"],
     }
 
@@ -114,7 +117,10 @@ def main() -> None:
         print(f"n={n}: ours {ours['total']:.3f}s (fit {ours['fit']:.3f}s, acquisition {ours['acq']:.3f}s)", flush=True)
         stock = None if args.no_stock else time_stock(space, observations, idx)
         rows.append((n, ours, stock))
-        print(f"n={n}: ours {ours['total']:.3f}s" + ("" if stock is None else f", stock {stock['total']:.2f}s"), flush=True)
+        print(
+            f"n={n}: ours {ours['total']:.3f}s" + ("" if stock is None else f", stock {stock['total']:.2f}s"),
+            flush=True,
+        )
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
@@ -131,8 +137,10 @@ def main() -> None:
     ]
     for n, ours, stock in rows:
         if stock is None:
-            lines.append(f"| {n} | {ours['candidates']} | {ours['fit']:.3f} | {ours['acq']:.3f} | {ours['total']:.3f} "
-                         "| - | - | - | - |")
+            lines.append(
+                f"| {n} | {ours['candidates']} | {ours['fit']:.3f} | {ours['acq']:.3f} | {ours['total']:.3f} "
+                "| - | - | - | - |"
+            )
         else:
             lines.append(
                 f"| {n} | {ours['candidates']} | {ours['fit']:.3f} | {ours['acq']:.3f} | {ours['total']:.3f} | "

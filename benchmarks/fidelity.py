@@ -82,7 +82,9 @@ def bench_task(name: str, epochs: int | None, quick: bool):
 CHEAP_FRACTION = 1 / 3  # the cheap schemes' budget, as a fraction of the full search's trials
 
 
-def run_search(task, scheme: str, trials: int, seed: int, strategy: str, fraction: float = CHEAP_FRACTION) -> dict[str, Any]:
+def run_search(
+    task, scheme: str, trials: int, seed: int, strategy: str, fraction: float = CHEAP_FRACTION
+) -> dict[str, Any]:
     """One search of a scheme; what it found and what it cost."""
     from metastore import open_store
     from workbench.search import is_full, new_search
@@ -107,19 +109,27 @@ def run_search(task, scheme: str, trials: int, seed: int, strategy: str, fractio
     spent, trace, incumbent = 0.0, [], None
     for r in recs:
         spent += float(r.metrics.get("train_seconds", 0.0))
-        if r.state == "finished" and is_full(r) and (incumbent is None or r.metrics["val_accuracy"] > incumbent.metrics["val_accuracy"]):
+        if (
+            r.state == "finished"
+            and is_full(r)
+            and (incumbent is None or r.metrics["val_accuracy"] > incumbent.metrics["val_accuracy"])
+        ):
             incumbent = r
         trace.append((spent, None if incumbent is None else incumbent.metrics["test_accuracy"]))
     curves = [search.fidelity.curve_of(r.trial_id) for r in recs if r.state == "finished" and is_full(r)]
     return {
-        "scheme": scheme, "seed": seed, "wall": wall, "trials": len(recs),
+        "scheme": scheme,
+        "seed": seed,
+        "wall": wall,
+        "trials": len(recs),
         "compute": float(result.summary.get("total_train_seconds", spent)),
         "equivalents": float(result.summary.get("compute_full_equivalents", len(recs))),
         "stopped": int(result.summary.get("n_stopped_early", 0)),
         "val": None if best is None else best.metrics["val_accuracy"],
         "test": None if best is None else best.metrics["test_accuracy"],
         "genotype": None if best is None else best.genotype_json,
-        "trace": trace, "curves": curves if scheme == "full" else [],
+        "trace": trace,
+        "curves": curves if scheme == "full" else [],
         "evaluator": search.evaluator,
     }
 
@@ -180,8 +190,13 @@ def lc_offline(curves: list[list[float]], orders: int, seed: int = 0, **rule_opt
                 incumbent = i
                 population.append(c[-1])
                 continue
-            rule = LCStopRule(target_epoch=len(c), incumbent=curves[incumbent][-1], incumbent_curve=curves[incumbent],
-                              population=list(population), **rule_options)
+            rule = LCStopRule(
+                target_epoch=len(c),
+                incumbent=curves[incumbent][-1],
+                incumbent_curve=curves[incumbent],
+                population=list(population),
+                **rule_options,
+            )
             d = replay_stop_epoch(c, rule)
             population.append(c[-1] if d is None else d.predicted)
             judged_below += i in below
@@ -193,10 +208,12 @@ def lc_offline(curves: list[list[float]], orders: int, seed: int = 0, **rule_opt
             elif c[-1] > curves[incumbent][-1]:
                 incumbent = i
     return {
-        "curves": n, "orders": orders,
+        "curves": n,
+        "orders": orders,
         "below_median_stopped": stopped_below / max(1, judged_below),
         "top10_stopped": stopped_top / max(1, judged_top),
-        "top10_judged": judged_top, "below_judged": judged_below,
+        "top10_judged": judged_top,
+        "below_judged": judged_below,
         "epochs_saved": saved / max(1, total),
     }
 
@@ -227,14 +244,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lc-orders", type=int, default=20)
     ap.add_argument("--full", action="store_true", help="task files' spaces and epochs, 5 seeds, 27 trials")
     ap.add_argument("--jobs", type=int, default=1, help="searches run at once (processes, one torch thread each)")
-    ap.add_argument("--cheap-fraction", type=float, default=CHEAP_FRACTION,
-                    help="budget of sh/hyperband/bohb in full-training equivalents, as a fraction of N")
+    ap.add_argument(
+        "--cheap-fraction",
+        type=float,
+        default=CHEAP_FRACTION,
+        help="budget of sh/hyperband/bohb in full-training equivalents, as a fraction of N",
+    )
     ap.add_argument("--time-limit", type=float, default=None, help="seconds; write what finished by then")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fidelity.md"))
-    ap.add_argument("--lc-from", default=None, metavar="JSON",
-                    help="only replay the curves saved by an earlier run (fidelity_curves.json) through the LC rule")
-    ap.add_argument("--lc-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="LCStopRule setting for the offline replay, e.g. threshold=0.05 (repeatable)")
+    ap.add_argument(
+        "--lc-from",
+        default=None,
+        metavar="JSON",
+        help="only replay the curves saved by an earlier run (fidelity_curves.json) through the LC rule",
+    )
+    ap.add_argument(
+        "--lc-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="LCStopRule setting for the offline replay, e.g. threshold=0.05 (repeatable)",
+    )
     args = ap.parse_args(argv)
     rule_options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.lc_option)}
     if args.lc_from:
@@ -259,13 +289,20 @@ def main(argv: list[str] | None = None) -> int:
         task = bench_task(name, args.epochs or None, quick=not args.full)
         rows[name] = []
         jobs = [(seed, scheme) for seed in range(args.seeds) for scheme in schemes]
-        runs = in_order(run_and_retrain, [(task, scheme, args.trials, seed, args.strategy, args.cheap_fraction)
-                                          for seed, scheme in jobs], args.jobs, deadline)
+        runs = in_order(
+            run_and_retrain,
+            [(task, scheme, args.trials, seed, args.strategy, args.cheap_fraction) for seed, scheme in jobs],
+            args.jobs,
+            deadline,
+        )
         for (seed, scheme), r in zip(jobs, runs):
             rows[name].append(r)
-            print(f"{name} seed {seed} {scheme:9s} val {fmt(r['val'])} test {fmt(r['test'])} retrained "
-                  f"{fmt(r['retrained'])} compute {r['compute']:7.1f} s ({r['equivalents']:.2f} full) "
-                  f"trials {r['trials']:3d} stopped {r['stopped']:2d} wall {r['wall']:.0f} s", flush=True)
+            print(
+                f"{name} seed {seed} {scheme:9s} val {fmt(r['val'])} test {fmt(r['test'])} retrained "
+                f"{fmt(r['retrained'])} compute {r['compute']:7.1f} s ({r['equivalents']:.2f} full) "
+                f"trials {r['trials']:3d} stopped {r['stopped']:2d} wall {r['wall']:.0f} s",
+                flush=True,
+            )
         out_of_time = out_of_time or len(rows[name]) < len(jobs)
         curves = [c for r in rows[name] for c in r["curves"]]
         saved_curves[name] = [list(c) for c in curves]
@@ -274,8 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).with_name(Path(args.out).stem + "_curves.json").write_text(json.dumps(saved_curves))
         if lc[name]:
-            print(f"{name} LC rule on {lc[name]['curves']} recorded curves: stops {lc[name]['below_median_stopped']:.2f} "
-                  f"of below-median, {lc[name]['top10_stopped']:.3f} of top-10%", flush=True)
+            print(
+                f"{name} LC rule on {lc[name]['curves']} recorded curves: stops {lc[name]['below_median_stopped']:.2f} "
+                f"of below-median, {lc[name]['top10_stopped']:.3f} of top-10%",
+                flush=True,
+            )
     elapsed = time.perf_counter() - start
     text = report(rows, lc, args, elapsed, out_of_time)
     print(text)
@@ -284,15 +324,22 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text)
     plot(rows, out.with_suffix(".png"))
     out.with_name(out.stem + "_curves.json").write_text(json.dumps(saved_curves))
-    out.with_name(out.stem + "_runs.json").write_text(json.dumps(
-        {name: [{k: v for k, v in r.items() if k not in ("curves", "trace")} for r in rs] for name, rs in rows.items()},
-        indent=1))
+    out.with_name(out.stem + "_runs.json").write_text(
+        json.dumps(
+            {
+                name: [{k: v for k, v in r.items() if k not in ("curves", "trace")} for r in rs]
+                for name, rs in rows.items()
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
     return 0
 
 
-def report(rows: dict[str, list[dict[str, Any]]], lc: dict[str, dict[str, float]], args: Any, elapsed: float,
-           out_of_time: bool) -> str:
+def report(
+    rows: dict[str, list[dict[str, Any]]], lc: dict[str, dict[str, float]], args: Any, elapsed: float, out_of_time: bool
+) -> str:
     lines = ["# Cheaper evaluation: fidelities, successive halving, Hyperband, learning-curve stopping", ""]
     lines += [
         f"`python benchmarks/fidelity.py {' '.join(sys.argv[1:])}`".replace("  ", " "),
@@ -313,16 +360,24 @@ def report(rows: dict[str, list[dict[str, Any]]], lc: dict[str, dict[str, float]
         "",
     ]
     for name, rs in rows.items():
-        lines += [f"## {name}", "",
-                  "| scheme | val | test (found) | test (retrained) | compute s | full equiv. | trials | stopped | wall s | full @ same compute |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            "| scheme | val | test (found) | test (retrained) | compute s | full equiv. | trials | stopped | wall s | full @ same compute |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         full_by_seed = {r["seed"]: r for r in rs if r["scheme"] == "full"}
         summary: dict[str, dict[str, Any]] = {}
         for scheme in dict.fromkeys(r["scheme"] for r in rs):
             sel = [r for r in rs if r["scheme"] == scheme]
-            same = [at_compute(full_by_seed[r["seed"]]["trace"], r["compute"]) if r["seed"] in full_by_seed else None
-                    for r in sel]
-            stats = {k: mean_se([r[k] for r in sel]) for k in ("val", "test", "retrained", "compute", "equivalents", "trials", "stopped", "wall")}
+            same = [
+                at_compute(full_by_seed[r["seed"]]["trace"], r["compute"]) if r["seed"] in full_by_seed else None
+                for r in sel
+            ]
+            stats = {
+                k: mean_se([r[k] for r in sel])
+                for k in ("val", "test", "retrained", "compute", "equivalents", "trials", "stopped", "wall")
+            }
             summary[scheme] = stats
             lines.append(
                 f"| {scheme} | {fmt(*stats['val'][:2])} | {fmt(*stats['test'][:2])} | {fmt(*stats['retrained'][:2])} | "
@@ -353,8 +408,10 @@ def report(rows: dict[str, list[dict[str, Any]]], lc: dict[str, dict[str, float]
                     f"(within one SE or better: {'yes' if ok_acc else 'no'}); as found {st['test'][0]:.4f} vs "
                     f"{f_found:.4f} +- {f_found_se:.4f} ({'yes' if ok_found else 'no'})"
                 )
-            lines.append(f"- target (retrained test within one SE of full, compute <= 1/3 in full-training equivalents) "
-                         f"met by: {', '.join(met) if met else 'none'}")
+            lines.append(
+                f"- target (retrained test within one SE of full, compute <= 1/3 in full-training equivalents) "
+                f"met by: {', '.join(met) if met else 'none'}"
+            )
             lines.append("")
         if lc.get(name):
             d = lc[name]

@@ -57,11 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {torch.cuda.get_device_name(0) if cuda else 'cpu'}, torch {torch.__version__}", flush=True)
     splits = load_splits("digits")
     space = ChainSpace(max_layers=5, kernels=[3, 5], widths=[16, 32, 64], dense_widths=[64, 128])
-    parent_g = space.make([
-        {"op": "conv", "kernel": 3, "width": 16, "act": "relu"},
-        {"op": "maxpool"},
-        {"op": "dense", "width": 64, "act": "relu"},
-    ])
+    parent_g = space.make(
+        [
+            {"op": "conv", "kernel": 3, "width": 16, "act": "relu"},
+            {"op": "maxpool"},
+            {"op": "dense", "width": 64, "act": "relu"},
+        ]
+    )
     cfg = TrainConfig(epochs=6, batch_size=64, lr=3e-3, device=args.device, finetune_epochs=2)
     ev = TrainedEvaluator(splits, cfg)
 
@@ -72,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     conv_w = model.features[0][0].weight
     channels_last = conv_w.is_contiguous(memory_format=torch.channels_last)
     ok = res.metrics["val_accuracy"] > 0.85 and (channels_last and conv_w.is_cuda or not cuda)
-    report("train on cuda (bf16, channels-last)", ok,
-           f"val {res.metrics['val_accuracy']:.3f}, test {res.metrics['test_accuracy']:.3f}, "
-           f"{time.perf_counter() - t0:.1f}s, weights on {conv_w.device} channels_last={channels_last}")
+    report(
+        "train on cuda (bf16, channels-last)",
+        ok,
+        f"val {res.metrics['val_accuracy']:.3f}, test {res.metrics['test_accuracy']:.3f}, "
+        f"{time.perf_counter() - t0:.1f}s, weights on {conv_w.device} channels_last={channels_last}",
+    )
 
     # 2. morph and check function preservation on the GPU
     steps = (
@@ -111,18 +116,33 @@ def main(argv: list[str] | None = None) -> int:
         agree = float((a16.argmax(1) == b16.argmax(1)).float().mean())
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old_tf32
-    ok = err32 <= 1e-4 * max(1.0, scale) and err_tf32 <= 1e-2 * max(1.0, scale) and err16 <= 0.1 * max(1.0, scale) and agree >= 0.98
-    report("morphed child == parent on cuda", ok,
-           f"{len(steps)} steps; max |logit| {scale:.2f}; fp32 err {err32:.2e}, tf32 err {err_tf32:.2e}, "
-           f"bf16 err {err16:.2e}, bf16 argmax agreement {agree:.3f}")
+    ok = (
+        err32 <= 1e-4 * max(1.0, scale)
+        and err_tf32 <= 1e-2 * max(1.0, scale)
+        and err16 <= 0.1 * max(1.0, scale)
+        and agree >= 0.98
+    )
+    report(
+        "morphed child == parent on cuda",
+        ok,
+        f"{len(steps)} steps; max |logit| {scale:.2f}; fp32 err {err32:.2e}, tf32 err {err_tf32:.2e}, "
+        f"bf16 err {err16:.2e}, bf16 argmax agreement {agree:.3f}",
+    )
 
     # 3. fine-tune the child on cuda from the inherited weights
     t0 = time.perf_counter()
     fin = ev.evaluate(child_g, seed=1, init_state=child_state)
-    ok = fin.metrics["epochs"] == 2 and not fin.notes and fin.metrics["val_accuracy"] >= res.metrics["val_accuracy"] - 0.03
-    report("fine-tune child on cuda", ok,
-           f"{int(fin.metrics['epochs'])} epochs, val {fin.metrics['val_accuracy']:.3f} "
-           f"(parent {res.metrics['val_accuracy']:.3f}), {time.perf_counter() - t0:.1f}s, notes {fin.notes or 'none'}")
+    ok = (
+        fin.metrics["epochs"] == 2
+        and not fin.notes
+        and fin.metrics["val_accuracy"] >= res.metrics["val_accuracy"] - 0.03
+    )
+    report(
+        "fine-tune child on cuda",
+        ok,
+        f"{int(fin.metrics['epochs'])} epochs, val {fin.metrics['val_accuracy']:.3f} "
+        f"(parent {res.metrics['val_accuracy']:.3f}), {time.perf_counter() - t0:.1f}s, notes {fin.notes or 'none'}",
+    )
 
     # 4. a 3-trial hill-climbing search from the command line on cuda
     with tempfile.TemporaryDirectory(prefix="nasw-gpu-") as tmp:
@@ -131,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             'name = "gpu-digits"\ndescription = "digits on cuda (gpu_check)"\nkind = "trained"\n'
             '[dataset]\nloader = "digits"\n[split]\nseed = 0\n'
             '[space]\nkind = "chain"\nmax_layers = 4\nkernels = [3, 5]\nwidths = [16, 32]\ndense_widths = [64]\n'
-            '[training]\nepochs = 4\nbatch_size = 64\nfinetune_epochs = 2\n'
+            "[training]\nepochs = 4\nbatch_size = 64\nfinetune_epochs = 2\n"
         )
         try:
             import mlflow  # noqa: F401
@@ -141,8 +161,24 @@ def main(argv: list[str] | None = None) -> int:
             store = "memory://"
             print("note: mlflow is not installed here; the search uses a memory:// store", flush=True)
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        cmd = [sys.executable, "-m", "workbench.cli", "search", "--task", str(task), "--strategy", "hillclimb",
-               "--budget", "3", "--device", args.device, "--store", store, "--json", "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "search",
+            "--task",
+            str(task),
+            "--strategy",
+            "hillclimb",
+            "--budget",
+            "3",
+            "--device",
+            args.device,
+            "--store",
+            store,
+            "--json",
+            "--quiet",
+        ]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env, timeout=600)
         seconds = time.perf_counter() - t0
@@ -155,8 +191,22 @@ def main(argv: list[str] | None = None) -> int:
             detail = f"{out['n_trials']} trials, {out['n_failed']} failed, best val {out['best']['metrics']['val_accuracy']:.3f}, {seconds:.1f}s, store {store.split(':')[0]}"
             if ok and store.startswith("sqlite"):
                 lin = subprocess.run(
-                    [sys.executable, "-m", "workbench.cli", "lineage", out["best"]["trial_id"], "--store", store,
-                     "--format", "json"], capture_output=True, text=True, cwd=tmp, env=env, timeout=300,
+                    [
+                        sys.executable,
+                        "-m",
+                        "workbench.cli",
+                        "lineage",
+                        out["best"]["trial_id"],
+                        "--store",
+                        store,
+                        "--format",
+                        "json",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=tmp,
+                    env=env,
+                    timeout=300,
                 )
                 gens = json.loads(lin.stdout)["ancestors"] if lin.returncode == 0 else []
                 detail += f", best trial has {len(gens)} generation(s)"

@@ -92,8 +92,14 @@ def _source_evaluator(name: str, epochs: int, device: str, sp: tuple[float, floa
     args.corr_noise_scale, args.iid_noise_scale, args.shear_scale = 0.4, 0.05, 1.0
     d = make_dataset(args)
     splits: Splits = split_arrays(
-        "mnist1d-noisy", d["x"][:, None, :].astype("float32"), d["y"], test=0.2, valid=0.15, seed=0,
-        x_test=d["x_test"][:, None, :].astype("float32"), y_test=np.asarray(d["y_test"]),
+        "mnist1d-noisy",
+        d["x"][:, None, :].astype("float32"),
+        d["y"],
+        test=0.2,
+        valid=0.15,
+        seed=0,
+        x_test=d["x_test"][:, None, :].astype("float32"),
+        y_test=np.asarray(d["y_test"]),
     )
     return TrainedEvaluator(splits, cfg)
 
@@ -126,8 +132,16 @@ def _epochs_to_target(ev, g, init_state, target: float, full: int, seed: int) ->
     return out
 
 
-def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross: bool, threads: int,
-             sp: tuple[float, float] | None = None) -> dict[str, Any]:
+def pair_job(
+    dataset: str,
+    index: int,
+    full: int,
+    device: str,
+    seed: int,
+    cross: bool,
+    threads: int,
+    sp: tuple[float, float] | None = None,
+) -> dict[str, Any]:
     """Train one (parent, morphed child) pair every way; returns the measurements."""
     import numpy as np
     import torch
@@ -165,16 +179,25 @@ def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross:
     ev.config = replace(ev.config, epochs=full)
     inherited = _epochs_to_target(ev, child_g, child_state, target, full, s + 1)
     out: dict[str, Any] = {
-        "dataset": dataset, "index": index, "full": full, "parent": parent_g.spec, "steps": [str(x) for x in steps],
-        "parent_val": parent.metrics["val_accuracy"], "child_val_before_finetune": val0,
-        "target": target, "scratch_test": scratch.metrics["test_accuracy"], "scratch_first_epoch": first,
-        "scratch_val_at_third": scratch_third, "inherited": inherited,
+        "dataset": dataset,
+        "index": index,
+        "full": full,
+        "parent": parent_g.spec,
+        "steps": [str(x) for x in steps],
+        "parent_val": parent.metrics["val_accuracy"],
+        "child_val_before_finetune": val0,
+        "target": target,
+        "scratch_test": scratch.metrics["test_accuracy"],
+        "scratch_first_epoch": first,
+        "scratch_val_at_third": scratch_third,
+        "inherited": inherited,
     }
     if cross:
         src = _source_evaluator(dataset, full, device, sp)
         src_parent = src.evaluate(parent_g, seed=s + 2)
-        state, notes = inherit_state(parent_g, src_parent.state_dict, steps, child_g, shape, n_classes,
-                                     other_task=True, seed=s)
+        state, notes = inherit_state(
+            parent_g, src_parent.state_dict, steps, child_g, shape, n_classes, other_task=True, seed=s
+        )
         out["cross"] = _epochs_to_target(ev, child_g, state, target, full, s + 1)
         out["cross"]["source"] = SOURCE[dataset]
         out["cross"]["source_val"] = src_parent.metrics["val_accuracy"]
@@ -183,9 +206,19 @@ def pair_job(dataset: str, index: int, full: int, device: str, seed: int, cross:
     return out
 
 
-def search_job(dataset: str, strategy: str, budget: int, full: int, device: str, seed: int, threads: int,
-               sp: tuple[float, float] | None = None, children: int = 4, margin: float | None = None,
-               initial: int | None = None) -> dict[str, Any]:
+def search_job(
+    dataset: str,
+    strategy: str,
+    budget: int,
+    full: int,
+    device: str,
+    seed: int,
+    threads: int,
+    sp: tuple[float, float] | None = None,
+    children: int = 4,
+    margin: float | None = None,
+    initial: int | None = None,
+) -> dict[str, Any]:
     """One search on a memory store; wall-clock and the best trial's test accuracy."""
     from metastore import open_store
     from workbench.search import Search, price_genotypes
@@ -213,18 +246,29 @@ def search_job(dataset: str, strategy: str, budget: int, full: int, device: str,
     trials = store.trials(search.search_id)
     best = search.best_record()
     return {
-        "dataset": dataset, "strategy": strategy, "seed": seed, "trials": len(trials),
+        "dataset": dataset,
+        "strategy": strategy,
+        "seed": seed,
+        "trials": len(trials),
         "failed": sum(t.state != "finished" for t in trials),
         "inherited": sum(1 for t in trials if "nasw.note.inherited" in t.tags),
         "epochs": sum(t.metrics.get("epochs", 0) for t in trials),
         "train_seconds": sum(t.metrics.get("train_seconds", 0) for t in trials),
-        "wall": wall, "best_val": best.metrics["val_accuracy"] if best else float("nan"),
+        "wall": wall,
+        "best_val": best.metrics["val_accuracy"] if best else float("nan"),
         "best_test": best.metrics["test_accuracy"] if best else float("nan"),
         "best_genotype": best.genotype_json if best else "",
-        "trial_log": [{"val": t.metrics.get("val_accuracy"), "test": t.metrics.get("test_accuracy"),
-                       "inherited": "nasw.note.inherited" in t.tags, "epochs": t.metrics.get("epochs", 0),
-                       "train_seconds": t.metrics.get("train_seconds", 0), "genotype": t.genotype_json}
-                      for t in trials],
+        "trial_log": [
+            {
+                "val": t.metrics.get("val_accuracy"),
+                "test": t.metrics.get("test_accuracy"),
+                "inherited": "nasw.note.inherited" in t.tags,
+                "epochs": t.metrics.get("epochs", 0),
+                "train_seconds": t.metrics.get("train_seconds", 0),
+                "genotype": t.genotype_json,
+            }
+            for t in trials
+        ],
     }
 
 
@@ -263,8 +307,11 @@ def pair_table(pairs: list[dict[str, Any]]) -> list[str]:
             f"{_median([p['scratch_first_epoch'] for p in ps]):g} | "
             f"{sum(p['scratch_val_at_third'] >= p['target'] for p in ps)}/{len(ps)} | "
             f"{_fmt_epochs(_median(inh), full)} | {sum(x <= third for x in inh)}/{len(ps)} | "
-            + (f"{_fmt_epochs(_median(cross), full)} ({ps[0]['cross']['source']}) | {sum(x <= third for x in cross)}/{len(cross)} |"
-               if cross else "- | - |")
+            + (
+                f"{_fmt_epochs(_median(cross), full)} ({ps[0]['cross']['source']}) | {sum(x <= third for x in cross)}/{len(cross)} |"
+                if cross
+                else "- | - |"
+            )
         )
     return lines
 
@@ -279,7 +326,7 @@ def search_table(rows: list[dict[str, Any]]) -> list[str]:
             rs = [r for r in rows if r["dataset"] == ds and r["strategy"] == strat]
             if not rs:
                 continue
-            mean = lambda k: statistics.fmean(r[k] for r in rs)  # noqa: E731
+            mean = lambda k: statistics.fmean(r[k] for r in rs)  # noqa: E731, B023 - used in this iteration
             lines.append(
                 f"| {ds} | {strat}{' (inheritance)' if strat == 'hillclimb' else ' (from scratch)'} | {len(rs)} | "
                 f"{mean('trials'):g} | {mean('inherited'):g} | {mean('epochs'):.0f} | {mean('wall'):.0f} | "
@@ -293,9 +340,12 @@ def search_details(rows: list[dict[str, Any]]) -> list[str]:
     evolution: test accuracy, and the wall-clock ratio) as mean +- standard error over seeds."""
     from fidelity import mean_se  # benchmarks/fidelity.py
 
-    lines = ["## Search details (per seed)", "",
-             "| dataset | seed | hillclimb s | evolution s | ratio | hillclimb val / test | evolution val / test |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Search details (per seed)",
+        "",
+        "| dataset | seed | hillclimb s | evolution s | ratio | hillclimb val / test | evolution val / test |",
+        "|---|---|---|---|---|---|---|",
+    ]
     summary = []
     for ds in sorted({r["dataset"] for r in rows}):
         by = {(r["strategy"], r["seed"]): r for r in rows if r["dataset"] == ds}
@@ -312,13 +362,20 @@ def search_details(rows: list[dict[str, Any]]) -> list[str]:
             rt = mean_se([h["wall"] / e["wall"] for _, h, e in pairs])
             dt = mean_se([h["best_test"] - e["best_test"] for _, h, e in pairs])
             wins = sum(h["best_test"] >= e["best_test"] for _, h, e in pairs)
-            summary.append(f"| {ds} | {len(pairs)} | {rt[0]:.2f} +- {rt[1]:.2f} | {dt[0]:+.4f} +- {dt[1]:.4f} | "
-                           f"{wins}/{len(pairs)} |")
+            summary.append(
+                f"| {ds} | {len(pairs)} | {rt[0]:.2f} +- {rt[1]:.2f} | {dt[0]:+.4f} +- {dt[1]:.4f} | "
+                f"{wins}/{len(pairs)} |"
+            )
     if summary:
-        lines += ["", "Paired over seeds (mean +- standard error): hill climbing's wall-clock as a fraction of "
-                  "evolution's, its test accuracy minus evolution's, and the seeds where it is at least as accurate.",
-                  "", "| dataset | seeds | wall-clock ratio | test acc difference | at least as accurate |",
-                  "|---|---|---|---|---|", *summary]
+        lines += [
+            "",
+            "Paired over seeds (mean +- standard error): hill climbing's wall-clock as a fraction of "
+            "evolution's, its test accuracy minus evolution's, and the seeds where it is at least as accurate.",
+            "",
+            "| dataset | seeds | wall-clock ratio | test acc difference | at least as accurate |",
+            "|---|---|---|---|---|",
+            *summary,
+        ]
     return [*lines, ""]
 
 
@@ -327,8 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="the issue's setting: 10 pairs, task epochs, 30-trial searches")
     p.add_argument("--datasets", nargs="+", default=["mnist1d", "digits"])
     p.add_argument("--pairs", type=int, default=None, help="pairs per dataset (default 4; --full: 10)")
-    p.add_argument("--epochs", type=int, nargs="*", default=None,
-                   help="full budget E per dataset, in --datasets order (default 12; --full: the task files')")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        nargs="*",
+        default=None,
+        help="full budget E per dataset, in --datasets order (default 12; --full: the task files')",
+    )
     p.add_argument("--budget", type=int, default=None, help="trials per search (default 10; --full: 30)")
     p.add_argument("--seeds", type=int, default=1, help="searches per strategy and dataset")
     p.add_argument("--no-cross", action="store_true", help="skip weights from another task")
@@ -338,18 +400,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--children", type=int, default=4,
-                   help="hillclimb: candidate children per proposal, the cheapest is trained (1: the first)")
-    p.add_argument("--margin", type=float, default=None,
-                   help="hillclimb: grow the cheapest trial within this much of the best objective "
-                        "(default: the strategy's, 0.005)")
-    p.add_argument("--initial", type=int, default=None,
-                   help="hillclimb: random trials before the climb (default: half the budget, as nasw search sets it)")
+    p.add_argument(
+        "--children",
+        type=int,
+        default=4,
+        help="hillclimb: candidate children per proposal, the cheapest is trained (1: the first)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="hillclimb: grow the cheapest trial within this much of the best objective "
+        "(default: the strategy's, 0.005)",
+    )
+    p.add_argument(
+        "--initial",
+        type=int,
+        default=None,
+        help="hillclimb: random trials before the climb (default: half the budget, as nasw search sets it)",
+    )
     p.add_argument("--raw", default=None, help="also write every search's trials (JSON) here")
     p.add_argument("--strategies", default="evolution,hillclimb", help="searches to run (comma-separated)")
-    p.add_argument("--shrink-perturb", type=float, nargs=2, default=None, metavar=("SHRINK", "PERTURB"),
-                   help="override [training] finetune_shrink and finetune_perturb (1 0: fine-tune the exact "
-                        "morphed weights); default: the task's (0.3 0.1)")
+    p.add_argument(
+        "--shrink-perturb",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("SHRINK", "PERTURB"),
+        help="override [training] finetune_shrink and finetune_perturb (1 0: fine-tune the exact "
+        "morphed weights); default: the task's (0.3 0.1)",
+    )
     p.add_argument("--time-limit", type=float, default=None, help="seconds; then write what finished")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "morphism.md"))
     a = p.parse_args(argv)
@@ -373,14 +453,33 @@ def main(argv: list[str] | None = None) -> int:
         for ds in a.datasets:
             for s in range(a.seeds):
                 for strat in a.strategies.split(","):
-                    jobs.append(("search", (ds, strat, budget, epochs[ds], a.device, a.seed + s, a.threads, sp,
-                                            a.children, a.margin, a.initial)))
+                    jobs.append(
+                        (
+                            "search",
+                            (
+                                ds,
+                                strat,
+                                budget,
+                                epochs[ds],
+                                a.device,
+                                a.seed + s,
+                                a.threads,
+                                sp,
+                                a.children,
+                                a.margin,
+                                a.initial,
+                            ),
+                        )
+                    )
     if not a.no_pairs:
         for ds in a.datasets:
             for i in range(n_pairs):
                 jobs.append(("pair", (ds, i, epochs[ds], a.device, a.seed, not a.no_cross, a.threads, sp)))
-    print(f"{len(jobs)} jobs on {a.jobs} worker(s), device {a.device}; E = {epochs}, {n_pairs} pairs, "
-          f"{budget}-trial searches", flush=True)
+    print(
+        f"{len(jobs)} jobs on {a.jobs} worker(s), device {a.device}; E = {epochs}, {n_pairs} pairs, "
+        f"{budget}-trial searches",
+        flush=True,
+    )
     pairs: list[dict[str, Any]] = []
     searches: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -390,12 +489,18 @@ def main(argv: list[str] | None = None) -> int:
         (pairs if kind == "pair" else searches).append(res)
         if kind == "pair":
             inh = res["inherited"]["needed"]
-            print(f"  pair {res['dataset']}#{res['index']}: target {res['target']:.3f}, inherited needs "
-                  f"{inh if inh is not None else '>' + str(res['full'])} epochs, scratch first {res['scratch_first_epoch']}, "
-                  f"{res['seconds']:.0f}s", flush=True)
+            print(
+                f"  pair {res['dataset']}#{res['index']}: target {res['target']:.3f}, inherited needs "
+                f"{inh if inh is not None else '>' + str(res['full'])} epochs, scratch first {res['scratch_first_epoch']}, "
+                f"{res['seconds']:.0f}s",
+                flush=True,
+            )
         else:
-            print(f"  search {res['dataset']} {res['strategy']} seed {res['seed']}: {res['wall']:.0f}s, "
-                  f"best val {res['best_val']:.3f}, test {res['best_test']:.3f}", flush=True)
+            print(
+                f"  search {res['dataset']} {res['strategy']} seed {res['seed']}: {res['wall']:.0f}s, "
+                f"best val {res['best_val']:.3f}, test {res['best_test']:.3f}",
+                flush=True,
+            )
 
     if a.jobs <= 1:
         for kind, args in jobs:
@@ -407,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
         pool = cf.ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn"))
         futs = {pool.submit(fns[kind], *args): (kind, args) for kind, args in jobs}
         try:
-            for fut in cf.as_completed(futs, timeout=None if deadline is None else max(1.0, deadline - time.perf_counter())):
+            for fut in cf.as_completed(
+                futs, timeout=None if deadline is None else max(1.0, deadline - time.perf_counter())
+            ):
                 kind, args = futs[fut]
                 try:
                     take(kind, fut.result())
@@ -445,13 +552,19 @@ def main(argv: list[str] | None = None) -> int:
     if searches:
         lines += search_details(searches)
     if pairs:
-        lines += ["## Pair details", "", "| dataset | # | parent val | steps | target | scratch first | inherited runs (budget: val) | other task runs |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Pair details",
+            "",
+            "| dataset | # | parent val | steps | target | scratch first | inherited runs (budget: val) | other task runs |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in sorted(pairs, key=lambda r: (r["dataset"], r["index"])):
             runs = ", ".join(f"{b}: {v:.3f}" for b, v in r["inherited"]["runs"].items())
             cross = ", ".join(f"{b}: {v:.3f}" for b, v in r["cross"]["runs"].items()) if "cross" in r else "-"
-            lines.append(f"| {r['dataset']} | {r['index']} | {r['parent_val']:.3f} | {'; '.join(r['steps'])} | "
-                         f"{r['target']:.3f} | {r['scratch_first_epoch']} | {runs} | {cross} |")
+            lines.append(
+                f"| {r['dataset']} | {r['index']} | {r['parent_val']:.3f} | {'; '.join(r['steps'])} | "
+                f"{r['target']:.3f} | {r['scratch_first_epoch']} | {runs} | {cross} |"
+            )
         lines.append("")
     if errors:
         lines += ["## Not completed", "", *[f"- {e}" for e in errors], ""]
@@ -462,8 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text)
     print(f"written to {out}")
     if a.raw:
-        Path(a.raw).write_text(json.dumps({"argv": argv if argv is not None else sys.argv[1:],
-                                           "searches": searches}, indent=1))
+        Path(a.raw).write_text(
+            json.dumps({"argv": argv if argv is not None else sys.argv[1:], "searches": searches}, indent=1)
+        )
         print(f"trials written to {a.raw}")
     return 0
 

@@ -25,8 +25,22 @@ def main() -> None:
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="nasw-record-"))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    cmd = [sys.executable, "-m", "workbench.cli", "search", "--task", args.task, "--strategy", "random",
-           "--budget", str(args.budget), "--store", uri, "--quiet", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "search",
+        "--task",
+        args.task,
+        "--strategy",
+        "random",
+        "--budget",
+        str(args.budget),
+        "--store",
+        uri,
+        "--quiet",
+        "--json",
+    ]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=folder).stdout
     wall = time.perf_counter() - t0

@@ -166,7 +166,8 @@ def main() -> None:
         f"`python benchmarks/scale.py {' '.join(sys.argv[1:])}`; {os.cpu_count()} CPUs, load average "
         f"{LOAD[0]:.2f} before and {os.getloadavg()[0]:.2f} after; torch threads in-process "
         f"{THREADS}; pool workers get cores / workers threads each"
-        + (f"; calibrated {per_epoch:.3f} s per epoch" if per_epoch == per_epoch else "") + ".",
+        + (f"; calibrated {per_epoch:.3f} s per epoch" if per_epoch == per_epoch else "")
+        + ".",
         "",
         "| executor | workers | wall s | trials / hour | speed-up vs 1 worker (same executor) |",
         "|---|---|---|---|---|",
@@ -188,8 +189,15 @@ def main() -> None:
     out = Path(__file__).resolve().parent / "results" / "scale.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")
-    print(json.dumps({"overhead": overhead, "per_trial_s": per_trial,
-                      "speedup_pool_2": (ref.get("pool") or 0) / next(w for e, n, w, _, _ in rows if e == "pool" and n == 2)}))
+    print(
+        json.dumps(
+            {
+                "overhead": overhead,
+                "per_trial_s": per_trial,
+                "speedup_pool_2": (ref.get("pool") or 0) / next(w for e, n, w, _, _ in rows if e == "pool" and n == 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

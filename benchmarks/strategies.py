@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _jobs import in_order  # benchmarks/_jobs.py
 
 LARGE = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv")
@@ -56,9 +55,13 @@ def run_one(strategy: str, dataset: str, seed: int, budget: int) -> dict:
             seq.append(i)
             strat.tell([Observation(p.genotype, float(vals[i]), trial_id=str(len(seq)))])
     return {
-        "strategy": strategy, "dataset": dataset, "seed": seed,
-        "val": [float(vals[i]) for i in seq], "test": [float(tests[i]) for i in seq],
-        "ask_seconds": ask_seconds / max(1, budget), "unique": len(set(seq)),
+        "strategy": strategy,
+        "dataset": dataset,
+        "seed": seed,
+        "val": [float(vals[i]) for i in seq],
+        "test": [float(tests[i]) for i in seq],
+        "ask_seconds": ask_seconds / max(1, budget),
+        "unique": len(set(seq)),
     }
 
 
@@ -126,27 +129,48 @@ def summarize(results: list[dict], budget: int) -> dict:
 
 
 def render(summary: dict, budget: int) -> str:
-    lines = ["# Strategies on NAS-Bench-Graph", "",
-             f"{budget} evaluations per search; test accuracy of the best-by-validation architecture "
-             "(mean ± sd over seeds); evaluations to reach the top 1% by validation accuracy (median; "
-             f"{budget + 1} = not reached); seconds per ask.", ""]
+    lines = [
+        "# Strategies on NAS-Bench-Graph",
+        "",
+        f"{budget} evaluations per search; test accuracy of the best-by-validation architecture "
+        "(mean ± sd over seeds); evaluations to reach the top 1% by validation accuracy (median; "
+        f"{budget + 1} = not reached); seconds per ask.",
+        "",
+    ]
     for ds, rows in summary.items():
-        lines += [f"## {ds}", "", "| strategy | seeds | test@10 | test@30 | test@100 | evals to top 1% | reached | s / ask |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {ds}",
+            "",
+            "| strategy | seeds | test@10 | test@30 | test@100 | evals to top 1% | reached | s / ask |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for st, row in rows.items():
             cells = [f"{row[f'test@{n}'][0]:.4f} ± {row[f'test@{n}'][1]:.4f}" for n in CHECKPOINTS]
-            lines.append(f"| {st} | {row['seeds']} | " + " | ".join(cells)
-                         + f" | {row['to_top1']:.1f} | {row['reached']}/{row['seeds']} | {row['ask_s']:.3f} |")
+            lines.append(
+                f"| {st} | {row['seeds']} | "
+                + " | ".join(cells)
+                + f" | {row['to_top1']:.1f} | {row['reached']}/{row['seeds']} | {row['ask_s']:.3f} |"
+            )
         lines.append("")
     # verdict lines for the targets
     lines += ["## Targets", ""]
-    thirds = [ds for ds, rows in summary.items() if "bo" in rows and "random" in rows
-              and rows["bo"]["to_top1"] <= rows["random"]["to_top1"] / 3]
-    above = [ds for ds, rows in summary.items() if "bo" in rows and "tpe" in rows
-             and rows["bo"]["test@100"][0] >= rows["tpe"]["test@100"][0]]
-    lines.append(f"- BO reaches the top 1% in at most a third of random's evaluations on {len(thirds)} of "
-                 f"{len(summary)} datasets: {', '.join(thirds) or '-'}")
-    lines.append(f"- BO ends at or above TPE's mean test accuracy on {len(above)} of {len(summary)}: {', '.join(above) or '-'}")
+    thirds = [
+        ds
+        for ds, rows in summary.items()
+        if "bo" in rows and "random" in rows and rows["bo"]["to_top1"] <= rows["random"]["to_top1"] / 3
+    ]
+    above = [
+        ds
+        for ds, rows in summary.items()
+        if "bo" in rows and "tpe" in rows and rows["bo"]["test@100"][0] >= rows["tpe"]["test@100"][0]
+    ]
+    lines.append(
+        f"- BO reaches the top 1% in at most a third of random's evaluations on {len(thirds)} of "
+        f"{len(summary)} datasets: {', '.join(thirds) or '-'}"
+    )
+    lines.append(
+        f"- BO ends at or above TPE's mean test accuracy on {len(above)} of {len(summary)}: {', '.join(above) or '-'}"
+    )
     return "\n".join(lines)
 
 
@@ -180,13 +204,19 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--quick", action="store_true", help="3 seeds on cora and photo")
-    ap.add_argument("--deadline", type=float, default=None, help="stop after this many seconds; summarise what finished")
+    ap.add_argument(
+        "--deadline", type=float, default=None, help="stop after this many seconds; summarise what finished"
+    )
     args = ap.parse_args()
     datasets = args.datasets.split(",")
     if args.quick:
         args.seeds, datasets = 3, ["cora", "photo"]
-    jobs = [(st, ds, seed, args.budget) for st in args.strategies.split(",") for ds in datasets
-            for seed in range(args.seeds)]
+    jobs = [
+        (st, ds, seed, args.budget)
+        for st in args.strategies.split(",")
+        for ds in datasets
+        for seed in range(args.seeds)
+    ]
     # dataset by dataset (so a --deadline leaves complete comparisons), slow strategies first
     order = {"bo": 0, "rl": 1, "tpe": 2, "evolution": 3, "random": 4}
     jobs.sort(key=lambda j: (datasets.index(j[1]), order.get(j[0], 5)))

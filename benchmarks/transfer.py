@@ -50,7 +50,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _jobs import in_order  # benchmarks/_jobs.py
 
 LARGE = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv")
@@ -102,8 +101,9 @@ def histories_for(target: str, seed: int, n_trials: int, strategy: str) -> dict:
         seq, values = source_search(ds, seed, n_trials, strategy)
         pool = NBGraphSpace(ds).pool()
         task = load_task(f"nbgraph-{ds}")
-        out[task.name] = TaskHistory(task.name, [pool[i].to_json() for i in seq], np.asarray(values),
-                                     dict(task.meta_features))
+        out[task.name] = TaskHistory(
+            task.name, [pool[i].to_json() for i in seq], np.asarray(values), dict(task.meta_features)
+        )
     return out
 
 
@@ -115,15 +115,30 @@ def warm_plan(target: str, seed: int, n_trials: int, strategy: str, transfer: st
     from workbench.transfer.plan import plan_warm_start
 
     task = load_task(f"nbgraph-{target}")
-    return plan_warm_start("auto", histories_for(target, seed, n_trials, strategy), NBGraphSpace(target), task.name,
-                           dict(task.meta_features), BayesianOptimization, {"transfer": transfer})
+    return plan_warm_start(
+        "auto",
+        histories_for(target, seed, n_trials, strategy),
+        NBGraphSpace(target),
+        task.name,
+        dict(task.meta_features),
+        BayesianOptimization,
+        {"transfer": transfer},
+    )
 
 
 # -- one target search ----------------------------------------------------------------------------
 
 
-def run_one(target: str, method: str, seed: int, max_evals: int, min_evals: int, n_trials: int,
-            source_strategy: str, hedge: int = 2) -> dict:
+def run_one(
+    target: str,
+    method: str,
+    seed: int,
+    max_evals: int,
+    min_evals: int,
+    n_trials: int,
+    source_strategy: str,
+    hedge: int = 2,
+) -> dict:
     """One search on ``target``: validation / test accuracy per evaluation, seconds per ask."""
     import torch
 
@@ -145,8 +160,9 @@ def run_one(target: str, method: str, seed: int, max_evals: int, min_evals: int,
     order: list[int] = []
     if method in ("rgpe", "mtgp"):
         plan = warm_plan(target, seed, n_trials, source_strategy, method)
-        strat = BayesianOptimization(space, seed=seed, transfer=method, hedge=hedge,
-                                     **BayesianOptimization.warm_start_options(plan.offer, {}))
+        strat = BayesianOptimization(
+            space, seed=seed, transfer=method, hedge=hedge, **BayesianOptimization.warm_start_options(plan.offer, {})
+        )
     elif method == "cold":
         strat = BayesianOptimization(space, seed=seed)
     elif method == "naive":
@@ -174,9 +190,15 @@ def run_one(target: str, method: str, seed: int, max_evals: int, min_evals: int,
         if hit is None and vals[i] >= threshold - 1e-9:
             hit = len(seq)
     return {
-        "target": target, "method": method, "seed": seed, "hit": hit,
-        "val": [float(vals[i]) for i in seq], "test": [float(tests[i]) for i in seq],
-        "ask_s": float(np.mean(ask_s)), "first_ask_s": ask_s[0], "weights": weights,
+        "target": target,
+        "method": method,
+        "seed": seed,
+        "hit": hit,
+        "val": [float(vals[i]) for i in seq],
+        "test": [float(tests[i]) for i in seq],
+        "ask_s": float(np.mean(ask_s)),
+        "first_ask_s": ask_s[0],
+        "weights": weights,
     }
 
 
@@ -213,8 +235,11 @@ def source_orderings() -> dict[str, dict[str, dict[str, int]]]:
                 continue
             order = np.lexsort((np.arange(len(v[s])), -v[s]))
             src_top = v[s] >= float(np.quantile(v[s], 0.99)) - 1e-9
-            out[t][s] = {"first": int(np.argmax(top[order])) + 1, "overlap": int(np.sum(top & src_top)),
-                         "top": int(top.sum())}
+            out[t][s] = {
+                "first": int(np.argmax(top[order])) + 1,
+                "overlap": int(np.sum(top & src_top)),
+                "top": int(top.sum()),
+            }
     return out
 
 
@@ -243,15 +268,22 @@ def summarize(results: list[dict], max_evals: int) -> dict:
         vals = table_arrays(target).val_accuracy
         best_val = float(vals.max())
         rows: dict = {}
-        by_method = {m: sorted([r for r in results if r["target"] == target and r["method"] == m],
-                               key=lambda r: r["seed"]) for m in METHODS}
+        by_method = {
+            m: sorted([r for r in results if r["target"] == target and r["method"] == m], key=lambda r: r["seed"])
+            for m in METHODS
+        }
         for m, runs in by_method.items():
             if not runs:
                 continue
             hits = _hits(runs, max_evals)
-            row = {"seeds": len(runs), "to_top1": float(np.median(hits)), "to_top1_se": _boot_median_se(hits, rng),
-                   "reached": int(np.sum(hits <= max_evals)), "ask_s": float(np.mean([r["ask_s"] for r in runs])),
-                   "first_ask_s": float(np.mean([r["first_ask_s"] for r in runs]))}
+            row = {
+                "seeds": len(runs),
+                "to_top1": float(np.median(hits)),
+                "to_top1_se": _boot_median_se(hits, rng),
+                "reached": int(np.sum(hits <= max_evals)),
+                "ask_s": float(np.mean([r["ask_s"] for r in runs])),
+                "first_ask_s": float(np.mean([r["first_ask_s"] for r in runs])),
+            }
             for n in CHECKPOINTS:
                 accs = [r["test"][int(np.argmax(r["val"][:n]))] for r in runs if len(r["val"]) >= n]
                 if accs:
@@ -296,46 +328,71 @@ def cold_self_check(cold_runs: list[dict], seeds: int, max_evals: int, splits: i
             perm = rng.permutation(len(h))
             a, b = h[perm[:seeds]], h[perm[seeds : 2 * seeds]]
             fails[k, j] = np.median(a) - np.median(b) > _paired_diff_se(a, b, rng)
-    return {"per_target": {t: (float(np.median(h)), len(h), float(fails[:, j].mean())) for j, (t, h) in enumerate(hits.items())},
-            "any": float(fails.any(1).mean())}
+    return {
+        "per_target": {
+            t: (float(np.median(h)), len(h), float(fails[:, j].mean())) for j, (t, h) in enumerate(hits.items())
+        },
+        "any": float(fails.any(1).mean()),
+    }
 
 
 def render(summary: dict, corr: dict, max_evals: int, meta: dict, orderings: dict | None = None) -> str:
-    lines = ["# Warm-started BO on NAS-Bench-Graph (leave one dataset out)", "",
-             f"Sources: {meta['source_trials']} trials of {meta['source_strategy']} on each of the other 7 datasets "
-             f"(seeded by the seed; {meta['where']}). Target searches run until the top 1% is reached and at least "
-             f"{meta['min_evals']} evaluations, at most {max_evals}. Evaluations to the top 1%: median over seeds "
-             f"(± bootstrap standard error; {max_evals + 1} = not reached). Test accuracy of the best-by-validation "
-             "architecture: mean ± standard error. Seconds per ask: mean (first ask, with the one-off source fits).", ""]
+    lines = [
+        "# Warm-started BO on NAS-Bench-Graph (leave one dataset out)",
+        "",
+        f"Sources: {meta['source_trials']} trials of {meta['source_strategy']} on each of the other 7 datasets "
+        f"(seeded by the seed; {meta['where']}). Target searches run until the top 1% is reached and at least "
+        f"{meta['min_evals']} evaluations, at most {max_evals}. Evaluations to the top 1%: median over seeds "
+        f"(± bootstrap standard error; {max_evals + 1} = not reached). Test accuracy of the best-by-validation "
+        "architecture: mean ± standard error. Seconds per ask: mean (first ask, with the one-off source fits).",
+        "",
+    ]
     for target, rows in summary.items():
         best = max(corr[target].items(), key=lambda kv: kv[1])
-        lines += [f"## {target}", "",
-                  f"Most correlated source: {best[0]} (Spearman {best[1]:.2f} on validation accuracy); "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(corr[target].items(), key=lambda kv: -kv[1])), ""]
+        lines += [
+            f"## {target}",
+            "",
+            f"Most correlated source: {best[0]} (Spearman {best[1]:.2f} on validation accuracy); "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(corr[target].items(), key=lambda kv: -kv[1])),
+            "",
+        ]
         if orderings:
             o = orderings[target]
-            lines += ["Evaluations to the top 1% if the pool were evaluated in the order of a source's whole table, "
-                      f"and (in brackets) how many of the target's {next(iter(o.values()))['top']} top-1% architectures "
-                      "are in that source's top 1%: "
-                      + ", ".join(f"{k} {o[k]['first']} ({o[k]['overlap']})"
-                                  for k in sorted(o, key=lambda k: -corr[target][k])), ""]
-        lines += ["| method | seeds | evals to top 1% | reached | "
-                  + " | ".join(f"test@{n}" for n in CHECKPOINTS) + " | s / ask (first) |",
-                  "|---|---|---|---|" + "---|" * len(CHECKPOINTS) + "---|"]
+            lines += [
+                "Evaluations to the top 1% if the pool were evaluated in the order of a source's whole table, "
+                f"and (in brackets) how many of the target's {next(iter(o.values()))['top']} top-1% architectures "
+                "are in that source's top 1%: "
+                + ", ".join(
+                    f"{k} {o[k]['first']} ({o[k]['overlap']})" for k in sorted(o, key=lambda k: -corr[target][k])
+                ),
+                "",
+            ]
+        lines += [
+            "| method | seeds | evals to top 1% | reached | "
+            + " | ".join(f"test@{n}" for n in CHECKPOINTS)
+            + " | s / ask (first) |",
+            "|---|---|---|---|" + "---|" * len(CHECKPOINTS) + "---|",
+        ]
         for m, row in rows.items():
             cells = []
             for n in CHECKPOINTS:
                 t = row.get(f"test@{n}")
                 cells.append(f"{t[0]:.4f} ± {t[1]:.4f}" if t else "-")
-            lines.append(f"| {m} | {row['seeds']} | {row['to_top1']:.1f} ± {row['to_top1_se']:.1f} | "
-                         f"{row['reached']}/{row['seeds']} | " + " | ".join(cells)
-                         + f" | {row['ask_s']:.3f} ({row['first_ask_s']:.2f}) |")
+            lines.append(
+                f"| {m} | {row['seeds']} | {row['to_top1']:.1f} ± {row['to_top1_se']:.1f} | "
+                f"{row['reached']}/{row['seeds']} | "
+                + " | ".join(cells)
+                + f" | {row['ask_s']:.3f} ({row['first_ask_s']:.2f}) |"
+            )
         for m in ("rgpe", "mtgp"):
             w = rows.get(m, {}).get("weights")
             if w:
-                lines.append(f"\n{m} trust after {rows[m]['weights_at']} evaluations (mean over seeds): "
-                             + ", ".join(f"{k.removeprefix('nbgraph-')} {v:.2f}" for k, v in
-                                         sorted(w.items(), key=lambda kv: -kv[1])))
+                lines.append(
+                    f"\n{m} trust after {rows[m]['weights_at']} evaluations (mean over seeds): "
+                    + ", ".join(
+                        f"{k.removeprefix('nbgraph-')} {v:.2f}" for k, v in sorted(w.items(), key=lambda kv: -kv[1])
+                    )
+                )
         lines.append("")
     lines += ["## Targets of issue 5", ""]
     for m in ("rgpe", "mtgp"):
@@ -349,11 +406,17 @@ def render(summary: dict, corr: dict, max_evals: int, meta: dict, orderings: dic
                 ok = r["to_top1"] <= c["to_top1"] / 2
                 half.append(f"{target} {'yes' if ok else 'NO'} ({r['to_top1']:.1f} vs {c['to_top1']:.1f})")
             ok = r.get("diff_vs_cold", 0.0) <= r.get("diff_se", 0.0)
-            close.append(f"{target} {'yes' if ok else 'NO'} ({r.get('diff_vs_cold', 0.0):+.1f} ± {r.get('diff_se', 0.0):.1f})")
-        lines.append(f"- {m}: at most half of cold BO's evaluations where a source correlates >= 0.5: "
-                     + ("; ".join(half) or "no such target run"))
-        lines.append(f"- {m}: not worse than cold BO by more than one standard error (median difference ± paired "
-                     "bootstrap SE): " + ("; ".join(close) or "-"))
+            close.append(
+                f"{target} {'yes' if ok else 'NO'} ({r.get('diff_vs_cold', 0.0):+.1f} ± {r.get('diff_se', 0.0):.1f})"
+            )
+        lines.append(
+            f"- {m}: at most half of cold BO's evaluations where a source correlates >= 0.5: "
+            + ("; ".join(half) or "no such target run")
+        )
+        lines.append(
+            f"- {m}: not worse than cold BO by more than one standard error (median difference ± paired "
+            "bootstrap SE): " + ("; ".join(close) or "-")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -403,16 +466,36 @@ def store_check(target: str, n_trials: int, strategy: str, budget: int = 10) -> 
     """
     from metastore import open_store
 
-    nasw = [sys.executable, "-m", "workbench.cli"] if not Path(sys.executable).with_name("nasw").exists() \
+    nasw = (
+        [sys.executable, "-m", "workbench.cli"]
+        if not Path(sys.executable).with_name("nasw").exists()
         else [str(Path(sys.executable).with_name("nasw"))]
+    )
     tmp = Path(tempfile.mkdtemp(prefix="nasw-transfer-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     t0 = time.perf_counter()
     for ds in LARGE:
         if ds != target:
-            subprocess.run(nasw + ["search", "--task", f"nbgraph-{ds}", "--strategy", strategy, "--budget",
-                                   str(n_trials), "--seed", "0", "--store", uri, "--quiet"], check=True,
-                           capture_output=True, text=True)
+            subprocess.run(
+                nasw
+                + [
+                    "search",
+                    "--task",
+                    f"nbgraph-{ds}",
+                    "--strategy",
+                    strategy,
+                    "--budget",
+                    str(n_trials),
+                    "--seed",
+                    "0",
+                    "--store",
+                    uri,
+                    "--quiet",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
     recorded = time.perf_counter() - t0
     store = open_store(uri)
     t1 = time.perf_counter()
@@ -420,12 +503,37 @@ def store_check(target: str, n_trials: int, strategy: str, budget: int = 10) -> 
     read = time.perf_counter() - t1
     mine = histories_for(target, 0, n_trials, strategy)
     same = sorted(hist) == sorted(mine) and all(
-        hist[t].genotype_jsons == mine[t].genotype_jsons and np.allclose(hist[t].values, mine[t].values) for t in mine)
-    proc = subprocess.run(nasw + ["search", "--task", f"nbgraph-{target}", "--strategy", "bo", "--warm-start", "auto",
-                                  "--budget", str(budget), "--seed", "0", "--store", uri, "--quiet"],
-                          check=True, capture_output=True, text=True, env={**os.environ, "COLUMNS": "1000"})
+        hist[t].genotype_jsons == mine[t].genotype_jsons and np.allclose(hist[t].values, mine[t].values) for t in mine
+    )
+    proc = subprocess.run(
+        nasw
+        + [
+            "search",
+            "--task",
+            f"nbgraph-{target}",
+            "--strategy",
+            "bo",
+            "--warm-start",
+            "auto",
+            "--budget",
+            str(budget),
+            "--seed",
+            "0",
+            "--store",
+            uri,
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "1000"},
+    )
     warm_line = next((ln for ln in proc.stdout.splitlines() + proc.stderr.splitlines() if "warm start" in ln), "")
-    search = max(store.searches(task=f"nbgraph-{target}"), key=lambda s: s.start_time) if hasattr(store, "searches") else None
+    search = (
+        max(store.searches(task=f"nbgraph-{target}"), key=lambda s: s.start_time)
+        if hasattr(store, "searches")
+        else None
+    )
     cli_seq = []
     tags = {}
     if search is not None:
@@ -439,15 +547,16 @@ def store_check(target: str, n_trials: int, strategy: str, budget: int = 10) -> 
     from workbench.evaluate.tabular import table_arrays
 
     vals = table_arrays(target).val_accuracy
-    mem_seq = [int(np.flatnonzero(vals == v)[0]) for v in mem["val"]]  # same values -> same rows (first match)
     cli_vals = [float(vals[i]) for i in cli_seq]
-    return (f"Store path (seed 0, target {target}): the 7 source searches recorded with `nasw search --strategy "
-            f"{strategy} --budget {n_trials}` into a fresh SQLite store in {recorded:.0f} s; `histories()` read them back "
-            f"in {read:.3f} s and they are {'identical to' if same else 'DIFFERENT from'} the in-memory sources. "
-            f"`nasw search --task nbgraph-{target} --strategy bo --warm-start auto --budget {budget}` printed: "
-            f"`{warm_line.strip()}`; parent-run tag source_weights: `{tags.get('source_weights', '')[:300]}`. "
-            f"Its validation accuracies {'match' if np.allclose(cli_vals, mem['val']) else 'DO NOT match'} the in-memory "
-            f"warm RGPE run of seed 0 trial by trial ({len(cli_vals)} trials).\n")
+    return (
+        f"Store path (seed 0, target {target}): the 7 source searches recorded with `nasw search --strategy "
+        f"{strategy} --budget {n_trials}` into a fresh SQLite store in {recorded:.0f} s; `histories()` read them back "
+        f"in {read:.3f} s and they are {'identical to' if same else 'DIFFERENT from'} the in-memory sources. "
+        f"`nasw search --task nbgraph-{target} --strategy bo --warm-start auto --budget {budget}` printed: "
+        f"`{warm_line.strip()}`; parent-run tag source_weights: `{tags.get('source_weights', '')[:300]}`. "
+        f"Its validation accuracies {'match' if np.allclose(cli_vals, mem['val']) else 'DO NOT match'} the in-memory "
+        f"warm RGPE run of seed 0 trial by trial ({len(cli_vals)} trials).\n"
+    )
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -463,12 +572,18 @@ def main() -> None:
     ap.add_argument("--source-trials", type=int, default=150)
     ap.add_argument("--source-strategy", default="evolution")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--deadline", type=float, default=None, help="stop after this many seconds; summarise what finished")
+    ap.add_argument(
+        "--deadline", type=float, default=None, help="stop after this many seconds; summarise what finished"
+    )
     ap.add_argument("--store-check", action="store_true", help="also record seed-0 sources through `nasw search`")
     ap.add_argument("--hedge", type=int, default=2, help="warm BO's hedge option (0: never cold BO's model)")
-    ap.add_argument("--cold-seeds", type=int, default=0,
-                    help="also run cold BO on seeds up to this many and report how often the issue's one-SE test "
-                         "flags cold BO against itself")
+    ap.add_argument(
+        "--cold-seeds",
+        type=int,
+        default=0,
+        help="also run cold BO on seeds up to this many and report how often the issue's one-SE test "
+        "flags cold BO against itself",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -476,15 +591,22 @@ def main() -> None:
     bad = [t for t in targets if t not in LARGE] + [m for m in methods if m not in METHODS]
     if bad:
         ap.error(f"unknown targets/methods {bad}; targets: {LARGE}, methods: {METHODS}")
-    jobs = [(t, m, s, args.max_evals, args.min_evals, args.source_trials, args.source_strategy, args.hedge)
-            for t in targets for s in range(args.seeds) for m in methods]
+    jobs = [
+        (t, m, s, args.max_evals, args.min_evals, args.source_trials, args.source_strategy, args.hedge)
+        for t in targets
+        for s in range(args.seeds)
+        for m in methods
+    ]
     # target by target, seed by seed (so a deadline leaves complete paired comparisons)
     t0 = time.perf_counter()
     deadline = None if args.deadline is None else t0 + args.deadline
     results: list[dict] = list(in_order(run_one, jobs, args.jobs, deadline))
     # keep only complete seeds (every method) so comparisons are paired
-    complete = {(r["target"], r["seed"]) for r in results
-                if sum(1 for q in results if q["target"] == r["target"] and q["seed"] == r["seed"]) == len(methods)}
+    complete = {
+        (r["target"], r["seed"])
+        for r in results
+        if sum(1 for q in results if q["target"] == r["target"] and q["seed"] == r["seed"]) == len(methods)
+    }
     dropped = len(results) - sum(1 for r in results if (r["target"], r["seed"]) in complete)
     results = [r for r in results if (r["target"], r["seed"]) in complete]
     wall = time.perf_counter() - t0
@@ -494,31 +616,53 @@ def main() -> None:
     corr = correlations()
     summary = summarize(results, args.max_evals)
     where = "in memory, from the tables"
-    text = render(summary, corr, args.max_evals, {"source_trials": args.source_trials, "source_strategy": args.source_strategy,
-                                                   "min_evals": args.min_evals, "where": where}, source_orderings())
+    text = render(
+        summary,
+        corr,
+        args.max_evals,
+        {
+            "source_trials": args.source_trials,
+            "source_strategy": args.source_strategy,
+            "min_evals": args.min_evals,
+            "where": where,
+        },
+        source_orderings(),
+    )
     ran = sorted({(r["target"], r["seed"]) for r in results})
     seeds_by_target = {t: sum(1 for tt, _ in ran if tt == t) for t in targets}
-    text += (f"\nRan: {len(results)} searches ({', '.join(f'{t}: {n} seeds' for t, n in seeds_by_target.items())}; "
-             f"methods {', '.join(methods)}) in {wall:.0f} s on {args.jobs} processes"
-             + (f"; {len(jobs) - len(results) - dropped} not finished before the deadline and {dropped} of incomplete seeds dropped"
-                if len(results) < len(jobs) else "") + ".\n"
-             f"Command: `python benchmarks/transfer.py --targets {','.join(targets)} --seeds {args.seeds} --jobs {args.jobs}"
-             + (f" --hedge {args.hedge}" if args.hedge != 2 else "")
-             + (f" --cold-seeds {args.cold_seeds}" if args.cold_seeds > args.seeds else "")
-             + (f" --deadline {args.deadline:.0f}" if args.deadline else "") + "`\n")
+    text += (
+        f"\nRan: {len(results)} searches ({', '.join(f'{t}: {n} seeds' for t, n in seeds_by_target.items())}; "
+        f"methods {', '.join(methods)}) in {wall:.0f} s on {args.jobs} processes"
+        + (
+            f"; {len(jobs) - len(results) - dropped} not finished before the deadline and {dropped} of incomplete seeds dropped"
+            if len(results) < len(jobs)
+            else ""
+        )
+        + ".\n"
+        f"Command: `python benchmarks/transfer.py --targets {','.join(targets)} --seeds {args.seeds} --jobs {args.jobs}"
+        + (f" --hedge {args.hedge}" if args.hedge != 2 else "")
+        + (f" --cold-seeds {args.cold_seeds}" if args.cold_seeds > args.seeds else "")
+        + (f" --deadline {args.deadline:.0f}" if args.deadline else "")
+        + "`\n"
+    )
     if args.cold_seeds > args.seeds:
-        extra = [(t, "cold", s, args.max_evals, args.min_evals, args.source_trials, args.source_strategy)
-                 for t in targets for s in range(args.seeds, args.cold_seeds)]
+        extra = [
+            (t, "cold", s, args.max_evals, args.min_evals, args.source_trials, args.source_strategy)
+            for t in targets
+            for s in range(args.seeds, args.cold_seeds)
+        ]
         cold_runs = [r for r in results if r["method"] == "cold"] + list(in_order(run_one, extra, args.jobs, deadline))
         (out / "transfer_cold_raw.json").write_text(json.dumps(cold_runs))
         check = cold_self_check(cold_runs, args.seeds, args.max_evals)
         if check:
-            text += (f"\n## The one-SE test against itself\n\nCold BO on {args.cold_seeds} seeds; disjoint random groups of "
-                     f"{args.seeds} seeds compared with the test of issue 5 (400 splits). Per target: cold BO's median "
-                     "evaluations to the top 1% over all its seeds, and how often the test calls cold BO worse than "
-                     "itself:\n\n| target | cold seeds | median evals to top 1% | flagged |\n|---|---|---|---|\n"
-                     + "".join(f"| {t} | {n} | {m:.1f} | {f:.0%} |\n" for t, (m, n, f) in check["per_target"].items())
-                     + f"\nAt least one of the {len(check['per_target'])} targets flagged: {check['any']:.0%} of splits.\n")
+            text += (
+                f"\n## The one-SE test against itself\n\nCold BO on {args.cold_seeds} seeds; disjoint random groups of "
+                f"{args.seeds} seeds compared with the test of issue 5 (400 splits). Per target: cold BO's median "
+                "evaluations to the top 1% over all its seeds, and how often the test calls cold BO worse than "
+                "itself:\n\n| target | cold seeds | median evals to top 1% | flagged |\n|---|---|---|---|\n"
+                + "".join(f"| {t} | {n} | {m:.1f} | {f:.0%} |\n" for t, (m, n, f) in check["per_target"].items())
+                + f"\nAt least one of the {len(check['per_target'])} targets flagged: {check['any']:.0%} of splits.\n"
+            )
     if args.store_check:
         text += "\n" + store_check(targets[0], args.source_trials, args.source_strategy)
     print(text)

@@ -88,9 +88,15 @@ def time_ours(space, obs, raw, transfer: str, repeats: int) -> dict:
         fits.append(s.last_ask["fit_s"])
         acqs.append(s.last_ask["acq_s"])
     return {
-        "model": f"ours: {transfer}", "setup": info["setup_s"], "first": first, "fit": statistics.median(fits),
-        "acq": statistics.median(acqs), "total": statistics.median(totals), "pick": first_pick,
-        "cpu": statistics.median(cpus), "first_cpu": first_cpu,
+        "model": f"ours: {transfer}",
+        "setup": info["setup_s"],
+        "first": first,
+        "fit": statistics.median(fits),
+        "acq": statistics.median(acqs),
+        "total": statistics.median(totals),
+        "pick": first_pick,
+        "cpu": statistics.median(cpus),
+        "first_cpu": first_cpu,
         "weights": {k.removeprefix("nbgraph-"): round(v, 2) for k, v in s.source_weights().items()},
         "source_fits": s._transfer.source_fits,
     }
@@ -128,8 +134,17 @@ def time_stock(space, obs, raw, chunk: int = 2048) -> dict:
     acq_s = time.perf_counter() - t1
     cpu = time.process_time() - c0
     pick = int(np.flatnonzero(mask)[int(torch.argmax(scores))])
-    return {"model": "stock: MultiTaskGP + fit_gpytorch_mll + LogEI", "setup": 0.0, "first": fit + acq_s, "fit": fit,
-            "acq": acq_s, "total": fit + acq_s, "pick": pick, "cpu": cpu, "first_cpu": cpu}
+    return {
+        "model": "stock: MultiTaskGP + fit_gpytorch_mll + LogEI",
+        "setup": 0.0,
+        "first": fit + acq_s,
+        "fit": fit,
+        "acq": acq_s,
+        "total": fit + acq_s,
+        "pick": pick,
+        "cpu": cpu,
+        "first_cpu": cpu,
+    }
 
 
 def render(rows: list[dict], meta: dict) -> str:
@@ -140,38 +155,52 @@ def render(rows: list[dict], meta: dict) -> str:
     vals = table_arrays(meta["target"]).val_accuracy
     pct = rankdata(vals) / len(vals)
     lines = [
-        "# Warm-started BO: fit + one ask, 1,000 source + 50 target observations, full NAS-Bench-Graph pool", "",
+        "# Warm-started BO: fit + one ask, 1,000 source + 50 target observations, full NAS-Bench-Graph pool",
+        "",
         f"Target {meta['target']} (50 random architectures), sources {', '.join(meta['sources'])} "
         f"({meta['n_source'] // len(meta['sources'])} random architectures each), one-hot encoding (45 columns), "
         f"{meta['candidates']} candidates per ask. torch {torch.__version__}, {meta['threads']} thread(s), "
         f"{platform.machine()}, {os.cpu_count()} cores; load average {meta['load_before']:.1f} before, "
-        f"{meta['load_after']:.1f} after (a shared machine: absolute times are inflated, compare side by side).", "",
+        f"{meta['load_after']:.1f} after (a shared machine: absolute times are inflated, compare side by side).",
+        "",
         "| model | one-off source work (s) | fit (s) | LogEI over the pool (s) | **fit + one ask (s)** | CPU (s) | "
         "first ask incl. one-off (s) | pick (target percentile) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cpu = f"{r['cpu']:.3f}" if r.get("cpu") is not None else "-"
-        lines.append(f"| {r['model']} | {r['setup']:.2f} | {r['fit']:.3f} | {r['acq']:.3f} | **{r['total']:.3f}** | {cpu} | "
-                     f"{r['first']:.2f} | {pct[r['pick']]:.3f} |")
+        lines.append(
+            f"| {r['model']} | {r['setup']:.2f} | {r['fit']:.3f} | {r['acq']:.3f} | **{r['total']:.3f}** | {cpu} | "
+            f"{r['first']:.2f} | {pct[r['pick']]:.3f} |"
+        )
     stock = next((r for r in rows if r["model"].startswith("stock")), None)
     lines.append("")
     for r in rows:
         if r["model"].startswith("ours"):
-            lines.append(f"- {r['model']}: fit + one ask {r['total']:.3f} s "
-                         f"({'meets' if r['total'] <= 1.0 else 'MISSES'} the 1 s target); source fits over the run: "
-                         f"{r['source_fits']}; final trust {r['weights']}"
-                         + (f"; stock / ours = {stock['total'] / r['total']:.0f}x per ask, "
-                            f"{stock['total'] / r['first']:.0f}x counting the one-off source work" if stock else ""))
+            lines.append(
+                f"- {r['model']}: fit + one ask {r['total']:.3f} s "
+                f"({'meets' if r['total'] <= 1.0 else 'MISSES'} the 1 s target); source fits over the run: "
+                f"{r['source_fits']}; final trust {r['weights']}"
+                + (
+                    f"; stock / ours = {stock['total'] / r['total']:.0f}x per ask, "
+                    f"{stock['total'] / r['first']:.0f}x counting the one-off source work"
+                    if stock
+                    else ""
+                )
+            )
     if stock is None:
         lines.append("- stock not run (--skip-stock)")
     elif stock.get("from"):
-        lines.append(f"- the stock row is from an earlier run of this script on the same data ({stock['from']}); "
-                     "compare with the ours rows of that same run, measured under the same load:")
+        lines.append(
+            f"- the stock row is from an earlier run of this script on the same data ({stock['from']}); "
+            "compare with the ours rows of that same run, measured under the same load:"
+        )
         for r in meta.get("ours_same_run", []):
-            lines.append(f"  - {r['model']} then: fit + one ask {r['total']:.3f} s, first ask incl. one-off {r['first']:.2f} s; "
-                         f"stock / ours = {stock['total'] / r['total']:.0f}x per ask, "
-                         f"{stock['total'] / r['first']:.0f}x counting the one-off source work")
+            lines.append(
+                f"  - {r['model']} then: fit + one ask {r['total']:.3f} s, first ask incl. one-off {r['first']:.2f} s; "
+                f"stock / ours = {stock['total'] / r['total']:.0f}x per ask, "
+                f"{stock['total'] / r['first']:.0f}x counting the one-off source work"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -210,11 +239,28 @@ def main() -> None:
         rows.append(time_stock(space, obs, raw))
         print(rows[-1], flush=True)
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "warm_speed_stock.json").write_text(json.dumps(
-            {"row": rows[-1], "ours_same_run": rows[:-1], "note": f"measured {time.strftime('%Y-%m-%d %H:%M')}, "
-             f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} at the end"}, indent=1, default=str))
-    meta = {"ours_same_run": locals().get("ours_same_run", []), "target": args.target, "sources": sources, "n_source": args.n_source, "threads": args.threads,
-            "candidates": len(space.pool()) - args.n_target, "load_before": load_before, "load_after": os.getloadavg()[0]}
+        (Path(args.out) / "warm_speed_stock.json").write_text(
+            json.dumps(
+                {
+                    "row": rows[-1],
+                    "ours_same_run": rows[:-1],
+                    "note": f"measured {time.strftime('%Y-%m-%d %H:%M')}, "
+                    f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} at the end",
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    meta = {
+        "ours_same_run": locals().get("ours_same_run", []),
+        "target": args.target,
+        "sources": sources,
+        "n_source": args.n_source,
+        "threads": args.threads,
+        "candidates": len(space.pool()) - args.n_target,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
     text = render(rows, meta)
     print(text)
     out = Path(args.out)

@@ -14,7 +14,16 @@ from metastore.records import SearchRecord, TaskHistory, TrialRecord
 DEFAULT_STORE = "sqlite:///runs/mlflow.db"
 STORE_ENV = "NASW_STORE"
 
-__all__ = ["DEFAULT_STORE", "STORE_ENV", "Metastore", "SearchRecord", "TaskHistory", "TrialRecord", "open_store", "default_store_uri"]
+__all__ = [
+    "DEFAULT_STORE",
+    "STORE_ENV",
+    "Metastore",
+    "SearchRecord",
+    "TaskHistory",
+    "TrialRecord",
+    "open_store",
+    "default_store_uri",
+]
 
 
 def default_store_uri() -> str:

@@ -117,9 +117,7 @@ def float_metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
 
 def meta_tags(meta_features: Mapping[str, float] | None) -> dict[str, str]:
     """Meta-features as tags ``nasw.meta.<name> = repr(float)``."""
-    return {
-        TAG_META_PREFIX + clean_key(k): repr(float(v)) for k, v in (meta_features or {}).items()
-    }
+    return {TAG_META_PREFIX + clean_key(k): repr(float(v)) for k, v in (meta_features or {}).items()}
 
 
 def meta_from_tags(tags: Mapping[str, str]) -> dict[str, float]:

@@ -129,7 +129,8 @@ class MlflowRuns:
                 raise StoreError(
                     f"cannot {what} in {self.uri}: the MLflow server does not answer "
                     f"({_unreachable_why(str(error))}, gave up after "
-                    f"{os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', '?')} retries); is `mlflow server` running there?"
+                    f"{os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', '?')} retries); "
+                    "is `mlflow server` running there?"
                 ) from error
             raise StoreError(f"cannot {what} in {self.uri}: {one_line(error)}") from error
         raise AssertionError("unreachable")  # pragma: no cover
@@ -186,9 +187,7 @@ class MlflowRuns:
         ids: list[str] = []
         token: str | None = None
         while True:
-            page = self._call(
-                "list experiments", self._client.search_experiments, max_results=_PAGE, page_token=token
-            )
+            page = self._call("list experiments", self._client.search_experiments, max_results=_PAGE, page_token=token)
             for experiment in page:
                 ids.append(experiment.experiment_id)
                 with self._lock:
@@ -280,7 +279,6 @@ class MlflowRuns:
 
     def _trial_run(self, trial_id: str) -> Run:
         return self._get_run(trial_id, schema.KIND_TRIAL)
-
 
     def _running_trial_run(self, trial_id: str) -> Run:
         run = self._trial_run(trial_id)

@@ -133,9 +133,7 @@ class MlflowStore(MlflowRuns, Metastore):
             self._next_number[search_id] = 0
         self._log_batch(search_id, params=c.param_items(c.flat_scalars(spec)))
         self._call("log spec.json", self._client.log_text, search_id, spec_text, schema.SPEC_ARTIFACT)
-        self._call(
-            "log meta_features.json", self._client.log_text, search_id, c.spec_json(meta), schema.META_ARTIFACT
-        )
+        self._call("log meta_features.json", self._client.log_text, search_id, c.spec_json(meta), schema.META_ARTIFACT)
         return search_id
 
     def finish_search(
@@ -156,9 +154,7 @@ class MlflowStore(MlflowRuns, Metastore):
             metrics=[Metric(k, v, now, 0) for k, v in values.items()],
             tags={schema.TAG_STATE: state},
         )
-        self._call(
-            "end the search", self._client.set_terminated, search_id, status=_MLFLOW_STATUS[state], end_time=now
-        )
+        self._call("end the search", self._client.set_terminated, search_id, status=_MLFLOW_STATUS[state], end_time=now)
 
     def start_trial(
         self,
@@ -228,8 +224,14 @@ class MlflowStore(MlflowRuns, Metastore):
             return
         self._check_running(trial_id)
         now = self._now_ms()
-        self._log_batch(trial_id, metrics=[Metric(k, v, now, int(step or 0)) for step, metrics in points
-                                           for k, v in c.float_metrics(metrics).items()])
+        self._log_batch(
+            trial_id,
+            metrics=[
+                Metric(k, v, now, int(step or 0))
+                for step, metrics in points
+                for k, v in c.float_metrics(metrics).items()
+            ],
+        )
 
     def finish_trial(
         self,
@@ -325,7 +327,9 @@ class MlflowStore(MlflowRuns, Metastore):
         if not experiment_ids:
             return []
         runs = self._search_runs(
-            experiment_ids, f"tags.`{schema.TAG_KIND}` = '{schema.KIND_SEARCH}'", order_by=["attributes.start_time DESC"]
+            experiment_ids,
+            f"tags.`{schema.TAG_KIND}` = '{schema.KIND_SEARCH}'",
+            order_by=["attributes.start_time DESC"],
         )
         counts = self._trial_counts([r.info.run_id for r in runs])
         return [self._search_record(r, counts.get(r.info.run_id, 0)) for r in runs]
@@ -458,9 +462,7 @@ class MlflowStore(MlflowRuns, Metastore):
             search_id = run.info.run_id
             search_task[search_id] = task
             search_order[search_id] = (run.info.start_time or 0, search_id)
-            meta_by_search[search_id] = {
-                k: v for k, v in run.data.tags.items() if k.startswith(schema.TAG_META_PREFIX)
-            }
+            meta_by_search[search_id] = {k: v for k, v in run.data.tags.items() if k.startswith(schema.TAG_META_PREFIX)}
             finished = f" and tags.`{schema.TAG_STATE}` = '{FINISHED}'"
             for trial in self._child_runs(run.info.experiment_id, search_id, finished):
                 value = trial.data.metrics.get(metric)
@@ -472,7 +474,16 @@ class MlflowStore(MlflowRuns, Metastore):
                 genotype = trial.data.tags.get(schema.TAG_GENOTYPE)
                 if genotype is None:
                     genotype = self._artifact_text(trial, schema.GENOTYPE_ARTIFACT) or ""
-                rows.append((search_order[search_id], run_number(trial), task, trial.info.run_id, genotype, value,
-                             schema.fidelity_record(fidelity)))
+                rows.append(
+                    (
+                        search_order[search_id],
+                        run_number(trial),
+                        task,
+                        trial.info.run_id,
+                        genotype,
+                        value,
+                        schema.fidelity_record(fidelity),
+                    )
+                )
         rows.sort(key=lambda r: (r[0], r[1]))
         return c.group_histories(rows, search_task, search_order, meta_by_search)

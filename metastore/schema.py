@@ -46,10 +46,23 @@ TAG_REASON = "nasw.reason"
 KIND_SEARCH = "search"
 KIND_TRIAL = "trial"
 
-RESERVED_TAGS = frozenset({
-    TAG_KIND, TAG_STRATEGY, TAG_SPACE, TAG_SEED, TAG_OBJECTIVE, TAG_STATE, TAG_SPEC, TAG_SEARCH,
-    TAG_NUMBER, TAG_GENOTYPE, TAG_GENOTYPE_KEY, TAG_PARENT_TRIAL, TAG_REASON,
-})
+RESERVED_TAGS = frozenset(
+    {
+        TAG_KIND,
+        TAG_STRATEGY,
+        TAG_SPACE,
+        TAG_SEED,
+        TAG_OBJECTIVE,
+        TAG_STATE,
+        TAG_SPEC,
+        TAG_SEARCH,
+        TAG_NUMBER,
+        TAG_GENOTYPE,
+        TAG_GENOTYPE_KEY,
+        TAG_PARENT_TRIAL,
+        TAG_REASON,
+    }
+)
 
 # -- written by the workbench through Metastore.set_tags / start_trial(tags=...) ---------------
 TAG_FIDELITY = "nasw.fidelity"  # JSON: the fidelity a trial was measured at, with "full": true/false

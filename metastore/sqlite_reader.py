@@ -113,8 +113,17 @@ class SqliteReader:
                 n = 0
             if genotype is None:
                 genotype = genotype_of(trial_id, artifact_uri)
-            rows.append((search_order[search_id], n, search_task[search_id], trial_id, genotype, float(value),
-                         schema.fidelity_record(fidelity)))
+            rows.append(
+                (
+                    search_order[search_id],
+                    n,
+                    search_task[search_id],
+                    trial_id,
+                    genotype,
+                    float(value),
+                    schema.fidelity_record(fidelity),
+                )
+            )
         rows.sort(key=lambda r: (r[0], r[1]))
         return c.group_histories(rows, search_task, search_order, meta_by_search)
 

@@ -156,9 +156,18 @@ def synthetic_search(
     space = make_space(**doc["space"])
     fs = fidelity_space(task.fidelity, full_epochs)
     sched = make_scheduler(scheduler, fs, budget) if scheduler else None
-    search = Search(store, task, make_strategy(strategy, space, seed=0, **(strategy_options or {})),
-                    SyntheticEvaluator(full_epochs=full_epochs), space, max(1, int(budget)), seed=0,
-                    scheduler=sched, fidelity_space=fs, **search_options)
+    search = Search(
+        store,
+        task,
+        make_strategy(strategy, space, seed=0, **(strategy_options or {})),
+        SyntheticEvaluator(full_epochs=full_epochs),
+        space,
+        max(1, int(budget)),
+        seed=0,
+        scheduler=sched,
+        fidelity_space=fs,
+        **search_options,
+    )
     search.start()
     return search
 

@@ -11,21 +11,70 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # package -> workbench/metastore packages it must never import (at module level or in functions)
 FORBIDDEN = {
-    "workbench.space": ["workbench.nn", "workbench.morph", "workbench.strategy", "workbench.evaluate",
-                        "workbench.transfer", "workbench.execute", "workbench.search", "workbench.cli", "metastore"],
-    "workbench.nn": ["workbench.morph", "workbench.strategy", "workbench.evaluate", "workbench.transfer",
-                     "workbench.execute", "workbench.search", "workbench.cli", "metastore"],
-    "workbench.morph": ["workbench.strategy", "workbench.evaluate", "workbench.transfer", "workbench.execute",
-                        "workbench.search", "workbench.cli", "metastore"],
-    "workbench.strategy": ["workbench.nn", "workbench.evaluate", "workbench.execute", "workbench.search",
-                           "workbench.transfer", "workbench.cli", "metastore"],
-    "workbench.transfer": ["workbench.nn", "workbench.evaluate", "workbench.execute", "workbench.search",
-                           "workbench.cli"],
-    "workbench.evaluate": ["workbench.strategy", "workbench.transfer", "workbench.execute", "workbench.search",
-                           "workbench.cli", "metastore"],
+    "workbench.space": [
+        "workbench.nn",
+        "workbench.morph",
+        "workbench.strategy",
+        "workbench.evaluate",
+        "workbench.transfer",
+        "workbench.execute",
+        "workbench.search",
+        "workbench.cli",
+        "metastore",
+    ],
+    "workbench.nn": [
+        "workbench.morph",
+        "workbench.strategy",
+        "workbench.evaluate",
+        "workbench.transfer",
+        "workbench.execute",
+        "workbench.search",
+        "workbench.cli",
+        "metastore",
+    ],
+    "workbench.morph": [
+        "workbench.strategy",
+        "workbench.evaluate",
+        "workbench.transfer",
+        "workbench.execute",
+        "workbench.search",
+        "workbench.cli",
+        "metastore",
+    ],
+    "workbench.strategy": [
+        "workbench.nn",
+        "workbench.evaluate",
+        "workbench.execute",
+        "workbench.search",
+        "workbench.transfer",
+        "workbench.cli",
+        "metastore",
+    ],
+    "workbench.transfer": [
+        "workbench.nn",
+        "workbench.evaluate",
+        "workbench.execute",
+        "workbench.search",
+        "workbench.cli",
+    ],
+    "workbench.evaluate": [
+        "workbench.strategy",
+        "workbench.transfer",
+        "workbench.execute",
+        "workbench.search",
+        "workbench.cli",
+        "metastore",
+    ],
     "workbench.execute": ["workbench.strategy", "workbench.transfer", "workbench.search", "workbench.cli"],
-    "workbench.data": ["workbench.space", "workbench.nn", "workbench.strategy", "workbench.evaluate",
-                       "workbench.search", "workbench.cli", "metastore"],
+    "workbench.data": [
+        "workbench.space",
+        "workbench.nn",
+        "workbench.strategy",
+        "workbench.evaluate",
+        "workbench.search",
+        "workbench.cli",
+        "metastore",
+    ],
     "workbench.search": ["workbench.cli"],
     "metastore": ["workbench"],
 }
@@ -63,8 +112,7 @@ def test_imports_go_one_way(module, path):
     found = imports_of(path)
     for package, banned in FORBIDDEN.items():
         if module == package or module.startswith(package + "."):
-            bad = sorted(i for i in found for b in banned
-                         if (i == b or i.startswith(b + ".")) and i not in EVERYWHERE)
+            bad = sorted(i for i in found for b in banned if (i == b or i.startswith(b + ".")) and i not in EVERYWHERE)
             assert not bad, f"{module} imports {bad}"
     for lib, home in CONFINED.items():
         uses = [i for i in found if i == lib or i.startswith(lib + ".")]
@@ -105,7 +153,7 @@ def test_no_import_cycles():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                cycle = stack[stack.index(n):] + [n]
+                cycle = stack[stack.index(n) :] + [n]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if n not in state:
                 visit(n)
@@ -133,8 +181,13 @@ def _calls_and_name_branches(path: Path, names: set[str]):
                 yield "probe", node.lineno, called
         if isinstance(node, ast.Compare):
             consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
-            consts += [e.value for c in node.comparators if isinstance(c, (ast.Tuple, ast.List, ast.Set))
-                       for e in c.elts if isinstance(e, ast.Constant)]
+            consts += [
+                e.value
+                for c in node.comparators
+                if isinstance(c, (ast.Tuple, ast.List, ast.Set))
+                for e in c.elts
+                if isinstance(e, ast.Constant)
+            ]
             hit = sorted({c for c in consts if isinstance(c, str) and c in names})
             if hit:
                 yield "branch", node.lineno, hit
@@ -155,7 +208,9 @@ def test_no_strategy_name_branch_outside_strategy():
 def test_the_search_probes_no_capability():
     """The search and the warm-start plan reach strategies and evaluators through declared hooks
     and records (Strategy hooks, EvaluatorTraits): no getattr / hasattr / inspect probe."""
-    files = sorted((ROOT / "workbench" / "search").rglob("*.py")) + sorted((ROOT / "workbench" / "transfer").rglob("*.py"))
+    files = sorted((ROOT / "workbench" / "search").rglob("*.py")) + sorted(
+        (ROOT / "workbench" / "transfer").rglob("*.py")
+    )
     for path in files:
         bad = [(line, what) for kind, line, what in _calls_and_name_branches(path, set()) if kind == "probe"]
         assert not bad, f"{path.relative_to(ROOT)} probes at {bad}"

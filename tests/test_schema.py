@@ -23,7 +23,11 @@ def docstrings(tree: ast.AST) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 out.add(id(first.value))
     return out
 
@@ -36,7 +40,9 @@ def schema_literals(path: Path) -> list[str]:
     return [
         f"{node.lineno}: {node.value[:60]!r}"
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in skip
         and node.value.startswith(schema.PREFIX)
     ]
 
@@ -44,23 +50,29 @@ def schema_literals(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_schema_name_is_spelled_outside_the_schema(path):
     found = schema_literals(path)
-    assert not found, (f"{path.relative_to(ROOT)} spells tag names of its own; use (or add) a constant "
-                       f"in metastore/schema.py: {found}")
+    assert not found, (
+        f"{path.relative_to(ROOT)} spells tag names of its own; use (or add) a constant in metastore/schema.py: {found}"
+    )
 
 
 def test_the_scan_sees_literals_and_f_string_parts_but_not_docstrings(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text('"""Module doc naming nasw.kind."""\n'
-                      'def f(rule):\n    """nasw.note.x in a docstring."""\n'
-                      '    return {"nasw.state": 1, f"nasw.{rule}.decision": 2, "other": "nasw"}\n')
+    sample.write_text(
+        '"""Module doc naming nasw.kind."""\n'
+        'def f(rule):\n    """nasw.note.x in a docstring."""\n'
+        '    return {"nasw.state": 1, f"nasw.{rule}.decision": 2, "other": "nasw"}\n'
+    )
     assert [line.split(": ", 1)[1] for line in schema_literals(sample)] == ["'nasw.state'", "'nasw.'"]
 
 
 def test_the_metastore_imports_nothing_from_the_workbench():
     for path in sorted((ROOT / "metastore").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             bad = [n for n in names if n == "workbench" or n.startswith("workbench.")]
             assert not bad, f"{path.relative_to(ROOT)}:{node.lineno} imports {bad}"
 
@@ -82,15 +94,18 @@ def test_the_fidelity_params_use_the_schemas_prefix():
     assert all(k.startswith(schema.FIDELITY_PARAM_PREFIX) for k in Fidelity(epochs=3).params())
 
 
-@pytest.mark.parametrize("text, record, full", [
-    (None, {}, True),
-    ("", {}, True),
-    ("{not json", {}, True),
-    ("[1, 2]", {}, True),
-    ('{"epochs": 3, "full": false}', {"epochs": 3, "full": False}, False),
-    ('{"epochs": 9, "full": true}', {"epochs": 9, "full": True}, True),
-    ('{"epochs": 9}', {"epochs": 9}, True),
-])
+@pytest.mark.parametrize(
+    "text, record, full",
+    [
+        (None, {}, True),
+        ("", {}, True),
+        ("{not json", {}, True),
+        ("[1, 2]", {}, True),
+        ('{"epochs": 3, "full": false}', {"epochs": 3, "full": False}, False),
+        ('{"epochs": 9, "full": true}', {"epochs": 9, "full": True}, True),
+        ('{"epochs": 9}', {"epochs": 9}, True),
+    ],
+)
 def test_fidelity_records_parse_leniently(text, record, full):
     assert schema.fidelity_record(text) == record
     assert schema.is_full_fidelity(text) is full

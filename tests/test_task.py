@@ -27,12 +27,21 @@ def test_task_round_trips_through_its_recorded_dict():
         ("name = ", "invalid TOML"),
         ('name = "x"\n[space]\nkind = "chain"\n', "missing \\[dataset\\]"),
         ('name = "x"\n[dataset]\nloader = "digits"\n', "missing \\[space\\]"),
-        ('name = "x"\nkind = "magic"\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n', "'kind' must be one of"),
+        (
+            'name = "x"\nkind = "magic"\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n',
+            "'kind' must be one of",
+        ),
         ('name = "x"\nbogus = 1\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n', "unknown keys"),
         ('name = "x"\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n[split]\ntest = 2\n', "fraction"),
-        ('name = "x"\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n[training]\nepochs = -1\n', "positive integer"),
+        (
+            'name = "x"\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n[training]\nepochs = -1\n',
+            "positive integer",
+        ),
         ('name = "a b"\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n', "without spaces"),
-        ('name = "x"\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n[meta_features]\nn = "many"\n', "must be numbers"),
+        (
+            'name = "x"\n[dataset]\nloader = "digits"\n[space]\nkind = "chain"\n[meta_features]\nn = "many"\n',
+            "must be numbers",
+        ),
     ],
 )
 def test_malformed_task_files(tmp_path, text, message):

@@ -9,7 +9,16 @@ from __future__ import annotations
 # the root of the hierarchy lives with the store, which imports nothing from workbench
 from metastore.errors import NaswError, NotFound, StoreError, UserError
 
-__all__ = ["DataError", "InvalidGenotype", "NaswError", "NotFound", "StoreError", "TaskError", "TrialFailed", "UserError"]
+__all__ = [
+    "DataError",
+    "InvalidGenotype",
+    "NaswError",
+    "NotFound",
+    "StoreError",
+    "TaskError",
+    "TrialFailed",
+    "UserError",
+]
 
 
 class InvalidGenotype(UserError):

@@ -22,7 +22,9 @@ def _pyplot():
     return plt
 
 
-def plot_progress(records: Sequence[TrialRecord], objective: str, title: str = "", path: str | None = None) -> str | None:
+def plot_progress(
+    records: Sequence[TrialRecord], objective: str, title: str = "", path: str | None = None
+) -> str | None:
     """Objective of every finished trial and the best so far, by trial number; returns the PNG path."""
     pts = [(r.number, r.metrics[objective]) for r in records if r.state == "finished" and objective in r.metrics]
     if not pts:
@@ -220,7 +222,9 @@ def plot_pareto(
 
 # -- source weights of a warm start -----------------------------------------------------------
 def plot_source_weights(
-    series: Mapping[str, Sequence[tuple[float, float]]], title: str = "", path: str | None = None,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    title: str = "",
+    path: str | None = None,
     xlabel: str = "trial",
 ) -> str | None:
     """Weight each source task received over the search (warm starts).
@@ -293,9 +297,11 @@ def _module_shapes(model: Any, modules: Sequence[Any], input_shape: Sequence[int
     shapes: list[tuple[int, ...] | None] = [None] * len(modules)
     hooks = []
     for i, m in enumerate(modules):
+
         def hook(_m, _inp, out, i=i):
             if isinstance(out, torch.Tensor):
                 shapes[i] = tuple(out.shape[1:])
+
         hooks.append(m.register_forward_hook(hook))
     try:
         model.eval()
@@ -371,13 +377,22 @@ def _draw_rows(ax: Any, rows: Sequence[tuple[str, str]]) -> None:
     for i, (label, shape) in enumerate(rows):
         y = n - 1 - i
         color = "#dbe9f6" if i not in (0, n - 1) else "#f6e3c8"
-        ax.text(0.0, y, label, ha="center", va="center", fontsize=9, family="monospace",
-                bbox={"boxstyle": "round,pad=0.4", "fc": color, "ec": "#4a6d8c"})
+        ax.text(
+            0.0,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=9,
+            family="monospace",
+            bbox={"boxstyle": "round,pad=0.4", "fc": color, "ec": "#4a6d8c"},
+        )
         if shape:
             ax.text(0.62, y, shape, ha="left", va="center", fontsize=8, color="#333333")
         if i < n - 1:
-            ax.annotate("", xy=(0.0, y - 0.68), xytext=(0.0, y - 0.32),
-                        arrowprops={"arrowstyle": "->", "color": "#4a6d8c"})
+            ax.annotate(
+                "", xy=(0.0, y - 0.68), xytext=(0.0, y - 0.32), arrowprops={"arrowstyle": "->", "color": "#4a6d8c"}
+            )
     ax.set_xlim(-1.0, 1.2)
     ax.set_ylim(-0.8, n - 0.2)
     ax.axis("off")
@@ -390,8 +405,13 @@ def _dag_layers(edges: Mapping[int, Sequence[int]], nodes: Sequence[int]) -> dic
     return depth
 
 
-def _draw_graph(ax: Any, labels: Mapping[int, str], edges: Sequence[tuple[int, int, str]],
-                dead: Sequence[int] = (), pos: Mapping[int, tuple[float, float]] | None = None) -> None:
+def _draw_graph(
+    ax: Any,
+    labels: Mapping[int, str],
+    edges: Sequence[tuple[int, int, str]],
+    dead: Sequence[int] = (),
+    pos: Mapping[int, tuple[float, float]] | None = None,
+) -> None:
     """A small DAG (nodes: id -> label; edges: (src, dst, text)), left to right by depth.
 
     Arrows run between the node boxes' edges; an edge that skips a depth level is curved so it
@@ -413,25 +433,54 @@ def _draw_graph(ax: Any, labels: Mapping[int, str], edges: Sequence[tuple[int, i
     for k, label in labels.items():
         x, y = pos[k]
         fc = "#eeeeee" if k in dead else "#dbe9f6"
-        boxes[k] = ax.text(x, y, label, ha="center", va="center", fontsize=8, family="monospace", zorder=3,
-                           bbox={"boxstyle": "round,pad=0.4", "fc": fc, "ec": "#4a6d8c"})
+        boxes[k] = ax.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=8,
+            family="monospace",
+            zorder=3,
+            bbox={"boxstyle": "round,pad=0.4", "fc": fc, "ec": "#4a6d8c"},
+        )
     placed: list[tuple[float, float]] = []
     for s, d, text in edges:
         (x0, y0), (x1, y1) = pos[s], pos[d]
         skip = abs(depth[d] - depth[s]) > 1 and abs(y1 - y0) < 1e-9
         rad = -0.35 if skip else 0.0
-        ax.annotate("", xy=(0.5, 0.5), xycoords=boxes[d], xytext=(0.5, 0.5), textcoords=boxes[s],
-                    arrowprops={"arrowstyle": "-|>", "color": "#4a6d8c", "patchA": boxes[s].get_bbox_patch(),
-                                "patchB": boxes[d].get_bbox_patch(), "connectionstyle": f"arc3,rad={rad}"},
-                    zorder=2)
+        ax.annotate(
+            "",
+            xy=(0.5, 0.5),
+            xycoords=boxes[d],
+            xytext=(0.5, 0.5),
+            textcoords=boxes[s],
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "#4a6d8c",
+                "patchA": boxes[s].get_bbox_patch(),
+                "patchB": boxes[d].get_bbox_patch(),
+                "connectionstyle": f"arc3,rad={rad}",
+            },
+            zorder=2,
+        )
         if text:
             for t in (0.5, 0.35, 0.65, 0.25, 0.75):
                 mx, my = x0 + t * (x1 - x0), y0 + t * (y1 - y0) + (0.55 if skip else 0.0)
                 if all(abs(mx - px) > 0.6 or abs(my - py) > 0.3 for px, py in placed):
                     break
             placed.append((mx, my))
-            ax.text(mx, my, text, ha="center", va="center", fontsize=7, color="#7a3b00", zorder=4,
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+            ax.text(
+                mx,
+                my,
+                text,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="#7a3b00",
+                zorder=4,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     ax.set_xlim(min(xs) - 1.3, max(xs) + 1.3)
@@ -488,9 +537,11 @@ def _cell_figure(plt: Any, genotype: Any, input_shape: Sequence[int] | None, n_c
         model = build_model(genotype, input_shape, n_classes)
         mods = [model.stem, *list(model.body), model.pool, model.head]
         shapes = _module_shapes(model, mods, input_shape)
-        names = ["stem conv3"] + [
-            "cell" if type(m).__name__ == "Cell" else "reduction (stride 2)" for m in model.body
-        ] + ["global pool", f"linear ({n_classes} classes)"]
+        names = (
+            ["stem conv3"]
+            + ["cell" if type(m).__name__ == "Cell" else "reduction (stride 2)" for m in model.body]
+            + ["global pool", f"linear ({n_classes} classes)"]
+        )
         rows += [(name, _shape_text(s)) for name, s in zip(names, shapes)]
     else:
         for stage in range(macro["stages"]):
@@ -499,8 +550,9 @@ def _cell_figure(plt: Any, genotype: Any, input_shape: Sequence[int] | None, n_c
             rows += [("cell", "")] * macro["cells_per_stage"]
         rows += [("global pool", ""), ("linear", "")]
     _draw_rows(ax2, rows)
-    ax2.set_title(f"skeleton: {macro['stages']} stages x {macro['cells_per_stage']} cells, width {macro['width']}",
-                  fontsize=9)
+    ax2.set_title(
+        f"skeleton: {macro['stages']} stages x {macro['cells_per_stage']} cells, width {macro['width']}", fontsize=9
+    )
     return fig
 
 
@@ -549,8 +601,9 @@ def plot_architecture(
         text = json.dumps(g.value, indent=1)
         lines = [w for line in text.splitlines() for w in textwrap.wrap(line, 90) or [""]][:40]
         fig, ax = plt.subplots(figsize=(7, 0.22 * len(lines) + 1.0))
-        ax.text(0.01, 0.99, "\n".join(lines), ha="left", va="top", family="monospace", fontsize=8,
-                transform=ax.transAxes)
+        ax.text(
+            0.01, 0.99, "\n".join(lines), ha="left", va="top", family="monospace", fontsize=8, transform=ax.transAxes
+        )
         ax.axis("off")
     fig.suptitle(title or f"best architecture ({g.space})", fontsize=10)
     if subtitle:

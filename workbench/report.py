@@ -236,7 +236,7 @@ def render_plots(summary: SearchSummary, folder: str | Path) -> dict[str, Path]:
     title = f"{rec.task}: {rec.strategy} (seed {rec.seed})"
 
     def pareto(path: str) -> str | None:
-        from workbench.strategy.pareto import objective_matrix, parse_objectives, pareto_front
+        from workbench.strategy.pareto import objective_matrix, pareto_front, parse_objectives
 
         specs = parse_objectives(summary.objectives)
         done = [t for t in summary.trials if t.state == "finished"]
@@ -252,16 +252,26 @@ def render_plots(summary: SearchSummary, folder: str | Path) -> dict[str, Path]:
         return plots.plot_pareto(raw, names, front, labels, title=f"Pareto front: {title}", path=path)
 
     makers = {
-        "best_so_far": lambda p: plots.plot_best_so_far(summary.trials, summary.objective, title=title, path=p,
-                                                        start_time=rec.start_time or None),
+        "best_so_far": lambda p: plots.plot_best_so_far(
+            summary.trials, summary.objective, title=title, path=p, start_time=rec.start_time or None
+        ),
         "progress": lambda p: plots.plot_progress(summary.trials, summary.objective, title=title, path=p),
         "learning_curves": lambda p: plots.plot_learning_curves(
-            summary.curves, "val_accuracy", title=f"learning curves of the top trials: {rec.task}", path=p),
+            summary.curves, "val_accuracy", title=f"learning curves of the top trials: {rec.task}", path=p
+        ),
         "pareto_front": lambda p: pareto(p) if summary.objectives else None,
-        "architecture": lambda p: None if summary.best is None else plots.plot_architecture(
-            summary.best.genotype_json, summary.input_shape, summary.n_classes,
-            title=f"best architecture: trial #{summary.best.number}, {summary.objective} "
-                  f"{summary.best.metrics.get(summary.objective, float('nan')):.4f}", path=p),
+        "architecture": lambda p: (
+            None
+            if summary.best is None
+            else plots.plot_architecture(
+                summary.best.genotype_json,
+                summary.input_shape,
+                summary.n_classes,
+                title=f"best architecture: trial #{summary.best.number}, {summary.objective} "
+                f"{summary.best.metrics.get(summary.objective, float('nan')):.4f}",
+                path=p,
+            )
+        ),
         "source_weights": lambda p: plots.plot_source_weights(summary.source_weights, path=p),
     }
     out: dict[str, Path] = {}
@@ -371,13 +381,20 @@ def render_html(summary: SearchSummary, plot_files: Mapping[str, Path]) -> str:
     if not plot_files:
         parts.append("<p>No plots: no trial finished.</p>")
     for name, path in plot_files.items():
-        parts += [f'<figure id="plot-{_esc(name)}">', _img(path),
-                  f"<figcaption>{_esc(PLOTS.get(name, name))}</figcaption>", "</figure>"]
+        parts += [
+            f'<figure id="plot-{_esc(name)}">',
+            _img(path),
+            f"<figcaption>{_esc(PLOTS.get(name, name))}</figcaption>",
+            "</figure>",
+        ]
     metric_keys = [obj] + [k for k in (rep, "params", "train_seconds") if k != obj]
     extra = sorted({k for t in summary.trials for k in t.metrics} - set(metric_keys) - {"train_loss"})[:4]
     cols = ["#", "trial", "state", *metric_keys, *extra, "parent", "architecture / reason"]
-    parts += ['<h2 id="trials">Trials</h2>', '<table class="trials">',
-              "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>"]
+    parts += [
+        '<h2 id="trials">Trials</h2>',
+        '<table class="trials">',
+        "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>",
+    ]
     for t in summary.trials:
         cls = "best" if best is not None and t.trial_id == best.trial_id else ("failed" if t.state == "failed" else "")
         cells = [f'<td class="num">{t.number}</td>', f"<td>{_esc(t.trial_id[:12])}</td>", f"<td>{_esc(t.state)}</td>"]
@@ -389,8 +406,13 @@ def render_html(summary: SearchSummary, plot_files: Mapping[str, Path]) -> str:
         detail = t.reason if t.state == "failed" else describe_json(t.genotype_json)
         cells.append(f"<td>{_esc(detail or '')}</td>")
         parts.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
-    parts += ["</table>", f"<footer>nasw report of search {_esc(rec.search_id)}, written "
-              f"{_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}</footer>", "</body>", "</html>"]
+    parts += [
+        "</table>",
+        f"<footer>nasw report of search {_esc(rec.search_id)}, written "
+        f"{_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}</footer>",
+        "</body>",
+        "</html>",
+    ]
     return "\n".join(parts) + "\n"
 
 
@@ -475,23 +497,28 @@ def compare_rows(store: Metastore, search_ids: Sequence[str]) -> list[dict[str, 
     for sid in search_ids:
         s = summarize(store, sid, top=0, load_data=False)
         rec = s.record
-        rows.append({
-            "search_id": rec.search_id,
-            "task": rec.task,
-            "strategy": rec.strategy,
-            "seed": rec.seed,
-            "warm_start": s.warm_start,
-            "budget": s.budget,
-            "trials": len(s.trials),
-            "failed": s.n_failed,
-            "objective": s.objective,
-            "best_objective": s.best_value(s.objective),
-            "report_metric": s.report_metric,
-            "best_report": s.best_value(s.report_metric),
-            "wall_seconds": s.wall_seconds,
-            "curve": [(t.number, t.metrics[s.objective]) for t in s.trials
-                      if t.state == "finished" and _finite(t.metrics.get(s.objective))],
-        })
+        rows.append(
+            {
+                "search_id": rec.search_id,
+                "task": rec.task,
+                "strategy": rec.strategy,
+                "seed": rec.seed,
+                "warm_start": s.warm_start,
+                "budget": s.budget,
+                "trials": len(s.trials),
+                "failed": s.n_failed,
+                "objective": s.objective,
+                "best_objective": s.best_value(s.objective),
+                "report_metric": s.report_metric,
+                "best_report": s.best_value(s.report_metric),
+                "wall_seconds": s.wall_seconds,
+                "curve": [
+                    (t.number, t.metrics[s.objective])
+                    for t in s.trials
+                    if t.state == "finished" and _finite(t.metrics.get(s.objective))
+                ],
+            }
+        )
     return rows
 
 
@@ -503,22 +530,24 @@ def export_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             genotype: Any = json.loads(t.genotype_json)
         except (ValueError, TypeError, RecursionError):
             genotype = t.genotype_json
-        out.append({
-            "number": t.number,
-            "trial_id": t.trial_id,
-            "search_id": t.search_id,
-            "task": t.task,
-            "state": t.state,
-            "metrics": dict(t.metrics),
-            "params": dict(t.params),
-            "genotype": genotype,
-            "genotype_key": t.genotype_key,
-            "parent_trial": t.parent_trial,
-            "reason": t.reason,
-            "tags": dict(t.tags),
-            "start_time": t.start_time,
-            "end_time": t.end_time,
-        })
+        out.append(
+            {
+                "number": t.number,
+                "trial_id": t.trial_id,
+                "search_id": t.search_id,
+                "task": t.task,
+                "state": t.state,
+                "metrics": dict(t.metrics),
+                "params": dict(t.params),
+                "genotype": genotype,
+                "genotype_key": t.genotype_key,
+                "parent_trial": t.parent_trial,
+                "reason": t.reason,
+                "tags": dict(t.tags),
+                "start_time": t.start_time,
+                "end_time": t.end_time,
+            }
+        )
     return out
 
 
@@ -531,18 +560,36 @@ def export_text(trials: Sequence[TrialRecord], fmt: str) -> str:
         raise UserError(f"export format must be csv or json, got {fmt!r}")
     metric_keys = sorted({k for r in rows for k in r["metrics"]})
     param_keys = sorted({k for r in rows for k in r["params"]})
-    head = ["number", "trial_id", "state", *[f"metrics.{k}" for k in metric_keys],
-            *[f"params.{k}" for k in param_keys], "genotype", "genotype_key", "parent_trial", "reason",
-            "start_time", "end_time"]
+    head = [
+        "number",
+        "trial_id",
+        "state",
+        *[f"metrics.{k}" for k in metric_keys],
+        *[f"params.{k}" for k in param_keys],
+        "genotype",
+        "genotype_key",
+        "parent_trial",
+        "reason",
+        "start_time",
+        "end_time",
+    ]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(head)
     for r in rows:
-        writer.writerow([
-            r["number"], r["trial_id"], r["state"],
-            *[r["metrics"].get(k, "") for k in metric_keys],
-            *[r["params"].get(k, "") for k in param_keys],
-            json.dumps(r["genotype"], separators=(",", ":")), r["genotype_key"], r["parent_trial"] or "",
-            r["reason"] or "", r["start_time"], "" if r["end_time"] is None else r["end_time"],
-        ])
+        writer.writerow(
+            [
+                r["number"],
+                r["trial_id"],
+                r["state"],
+                *[r["metrics"].get(k, "") for k in metric_keys],
+                *[r["params"].get(k, "") for k in param_keys],
+                json.dumps(r["genotype"], separators=(",", ":")),
+                r["genotype_key"],
+                r["parent_trial"] or "",
+                r["reason"] or "",
+                r["start_time"],
+                "" if r["end_time"] is None else r["end_time"],
+            ]
+        )
     return buf.getvalue()

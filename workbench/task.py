@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from workbench.errors import TaskError
 
 TASKS_ENV = "NASW_TASKS"
 KINDS = ("trained", "tabular")
-_TOP_KEYS = {"name", "description", "kind", "dataset", "metric", "space", "training", "split", "meta_features", "fidelity"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "kind",
+    "dataset",
+    "metric",
+    "space",
+    "training",
+    "split",
+    "meta_features",
+    "fidelity",
+}
 
 
 @dataclass(frozen=True)

@@ -55,15 +55,31 @@ def suggest_settings(raw: RawData) -> dict[str, dict[str, Any]]:
     n = len(raw.y) + (0 if raw.y_test is None else len(raw.y_test))
     domain = data_domain(raw)
     if domain == "tabular":
-        space = {"kind": "chain", "max_layers": 4, "kernels": [3], "widths": [16, 32],
-                 "dense_widths": [32, 64, 128], "max_dense": 2}
+        space = {
+            "kind": "chain",
+            "max_layers": 4,
+            "kernels": [3],
+            "widths": [16, 32],
+            "dense_widths": [32, 64, 128],
+            "max_dense": 2,
+        }
     elif domain == "signals":
-        space = {"kind": "chain", "max_layers": 5, "kernels": [3, 5, 7], "widths": [16, 32, 64],
-                 "dense_widths": [64, 128]}
+        space = {
+            "kind": "chain",
+            "max_layers": 5,
+            "kernels": [3, 5, 7],
+            "widths": [16, 32, 64],
+            "dense_widths": [64, 128],
+        }
     else:
         pixels = raw.input_shape[1] * raw.input_shape[2]
-        space = {"kind": "chain", "max_layers": 6 if pixels > 32 * 32 else 5, "kernels": [3, 5],
-                 "widths": [16, 32, 64], "dense_widths": [64, 128]}
+        space = {
+            "kind": "chain",
+            "max_layers": 6 if pixels > 32 * 32 else 5,
+            "kernels": [3, 5],
+            "widths": [16, 32, 64],
+            "dense_widths": [64, 128],
+        }
     epochs = 30 if n <= 1000 else 20 if n <= 10000 else 10
     batch = 32 if n < 500 else 64 if n < 5000 else 128
     # small datasets: validation and test sets need at least one example of every class
@@ -116,8 +132,9 @@ def _stored_path(data: Path, folder: Path) -> str:
     return Path(os.path.relpath(data, folder)).as_posix()
 
 
-def render_task(name: str, dataset: Mapping[str, Any], settings: Mapping[str, Mapping[str, Any]],
-                description: str) -> str:
+def render_task(
+    name: str, dataset: Mapping[str, Any], settings: Mapping[str, Mapping[str, Any]], description: str
+) -> str:
     """The TOML text of a task file."""
     lines = [
         f"# Written by `nasw task init {name}`; edit freely (see README.md, 'Adding a task').",
@@ -126,8 +143,13 @@ def render_task(name: str, dataset: Mapping[str, Any], settings: Mapping[str, Ma
         'kind = "trained"',
         "",
     ]
-    lines += _toml_table("dataset", dataset, {"path": "relative to this file's folder, or absolute"}
-                         if not Path(str(dataset["path"])).is_absolute() else None)
+    lines += _toml_table(
+        "dataset",
+        dataset,
+        {"path": "relative to this file's folder, or absolute"}
+        if not Path(str(dataset["path"])).is_absolute()
+        else None,
+    )
     lines += _toml_table("split", settings["split"], {"seed": "fixed stratified splits for this seed"})
     lines += _toml_table("metric", {"objective": "val_accuracy", "report": "test_accuracy"})
     lines += _toml_table("space", settings["space"])
@@ -200,8 +222,13 @@ def init_task(
     kind = detect_format(data_path)
     raw = read_data(data_path, kind, label=label, resize=resize)
     settings = suggest_settings(raw)
-    to_splits(raw, seed=settings["split"]["seed"], test=settings["split"].get("test", DEFAULT_SPLIT["test"]),
-              valid=settings["split"]["valid"], standardize=False)  # the split must be possible
+    to_splits(
+        raw,
+        seed=settings["split"]["seed"],
+        test=settings["split"].get("test", DEFAULT_SPLIT["test"]),
+        valid=settings["split"]["valid"],
+        standardize=False,
+    )  # the split must be possible
     folder_abs = folder.resolve() if folder.exists() else Path(os.path.abspath(folder))
     dataset: dict[str, Any] = {"loader": kind, "path": _stored_path(data_path.resolve(), folder_abs)}
     if kind == "csv":
@@ -215,8 +242,10 @@ def init_task(
         dataset["resize"] = [int(resize[0]), int(resize[1])]
     dataset["classes"] = list(raw.classes)
     n = len(raw.y) + (0 if raw.y_test is None else len(raw.y_test))
-    description = (f"{data_path.name}: {n} examples, {len(raw.classes)} classes, input "
-                   f"{_shape(raw.input_shape)} (made by nasw task init)")
+    description = (
+        f"{data_path.name}: {n} examples, {len(raw.classes)} classes, input "
+        f"{_shape(raw.input_shape)} (made by nasw task init)"
+    )
     text = render_task(name, dataset, settings, description)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -231,8 +260,10 @@ def init_task(
     for d in tasks_dirs():
         other = d / f"{name}.toml"
         if other.is_file() and other.resolve() != target.resolve():
-            warnings.append(f"another task file is also named {name!r}: {other}; searches of both would share "
-                            "one MLflow experiment, consider another name")
+            warnings.append(
+                f"another task file is also named {name!r}: {other}; searches of both would share "
+                "one MLflow experiment, consider another name"
+            )
             break
     sp, tr = settings["space"], settings["training"]
     lines = describe(raw) + [

@@ -7,11 +7,14 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import nasw, tiny_toml
 
-TINY_TASK = tiny_toml("tiny-digits", "digits, 1 epoch, a tiny space (tests)",
-                      space={"max_layers": 3, "widths": [8, 16]}, training={"epochs": 2})
+TINY_TASK = tiny_toml(
+    "tiny-digits",
+    "digits, 1 epoch, a tiny space (tests)",
+    space={"max_layers": 3, "widths": [8, 16]},
+    training={"epochs": 2},
+)
 
 
 @pytest.fixture
@@ -141,8 +144,21 @@ def test_help_is_fast_and_imports_nothing_heavy():
 
 
 def test_multi_objective_search_records_its_pareto_front(workdir, capsys):
-    code, out, err = nasw(["search", "--task", "nbgraph-cora", "--strategy", "evolution", "--budget", 20,
-                           "--objectives", "val_accuracy,-latency", "--json"], capsys)
+    code, out, err = nasw(
+        [
+            "search",
+            "--task",
+            "nbgraph-cora",
+            "--strategy",
+            "evolution",
+            "--budget",
+            20,
+            "--objectives",
+            "val_accuracy,-latency",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     sid = json.loads(out)["search_id"]
     fronts = list(workdir.glob(f"runs/artifacts/**/{sid}/**/pareto_front.json"))
@@ -159,8 +175,10 @@ def test_multi_objective_search_records_its_pareto_front(workdir, capsys):
 
 @pytest.mark.parametrize("strategy", ["bo", "rl", "hillclimb"])
 def test_every_learning_strategy_runs_end_to_end_on_a_trained_task(workdir, capsys, strategy):
-    code, out, err = nasw(["search", "--task", "tiny.toml", "--strategy", strategy, "--budget", 3, "--json",
-                           "--store", "memory://"], capsys)
+    code, out, err = nasw(
+        ["search", "--task", "tiny.toml", "--strategy", strategy, "--budget", 3, "--json", "--store", "memory://"],
+        capsys,
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["n_trials"] == 3 and result["best"]["metrics"]["val_accuracy"] > 0.2
@@ -169,9 +187,11 @@ def test_every_learning_strategy_runs_end_to_end_on_a_trained_task(workdir, caps
 def test_cell_search_runs_end_to_end_from_the_cli(workdir, capsys):
     (workdir / "cell.toml").write_text(
         'name = "tiny-cell"\n[dataset]\nloader = "digits"\n[space]\nkind = "cell"\nstages = 1\n'
-        'cells_per_stage = 1\nwidth = 8\n[training]\nepochs = 1\nbatch_size = 128\n'
+        "cells_per_stage = 1\nwidth = 8\n[training]\nepochs = 1\nbatch_size = 128\n"
     )
-    code, out, err = nasw(["search", "--task", "cell.toml", "--strategy", "evolution", "--budget", 2, "--json",
-                           "--store", "memory://"], capsys)
+    code, out, err = nasw(
+        ["search", "--task", "cell.toml", "--strategy", "evolution", "--budget", 2, "--json", "--store", "memory://"],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads(out)["best"]["genotype"]["space"] == "cell-v1"

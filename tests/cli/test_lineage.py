@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import nasw, tiny_toml
 
-TINY_TASK = tiny_toml("tiny-digits-hc", "digits, tiny chain space, 2 epochs (tests)",
-                      space={"max_layers": 3, "kernels": [3, 5], "widths": [8, 16]},
-                      training={"epochs": 2, "finetune_epochs": 1})
+TINY_TASK = tiny_toml(
+    "tiny-digits-hc",
+    "digits, tiny chain space, 2 epochs (tests)",
+    space={"max_layers": 3, "kernels": [3, 5], "widths": [8, 16]},
+    training={"epochs": 2, "finetune_epochs": 1},
+)
 
 
 def test_hillclimb_search_then_lineage(workdir, capsys):
     (workdir / "tiny.toml").write_text(TINY_TASK)
-    code, out, err = nasw(["search", "--task", "tiny.toml", "--strategy", "hillclimb", "--budget", 3,
-                           "--option", "initial=1", "--json"], capsys)
+    code, out, err = nasw(
+        ["search", "--task", "tiny.toml", "--strategy", "hillclimb", "--budget", 3, "--option", "initial=1", "--json"],
+        capsys,
+    )
     assert code == 0, err
     sid = json.loads(out)["search_id"]
     code, out, _ = nasw(["show", sid, "--format", "json"], capsys)

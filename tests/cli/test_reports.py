@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import nasw
+
 from workbench.errors import NotFound
 
 N_TRIALS = 3
@@ -44,12 +44,25 @@ def searched(tmp_path_factory):
         text = task_file.read_text()
         text = text.replace("epochs = 30", "epochs = 2").replace("max_layers = 4", "max_layers = 2")
         task_file.write_text(text)
-        code, out, err = nasw(["search", "--task", "flowers", "--strategy", "evolution", "--budget", N_TRIALS,
-                               "--option", "objectives=val_accuracy,-params", "--json"])
+        code, out, err = nasw(
+            [
+                "search",
+                "--task",
+                "flowers",
+                "--strategy",
+                "evolution",
+                "--budget",
+                N_TRIALS,
+                "--option",
+                "objectives=val_accuracy,-params",
+                "--json",
+            ]
+        )
         assert code == 0, err
         first = json.loads(out)["search_id"]
-        code, out, err = nasw(["search", "--task", "flowers", "--strategy", "random", "--budget", 2, "--seed", 1,
-                               "--json"])
+        code, out, err = nasw(
+            ["search", "--task", "flowers", "--strategy", "random", "--budget", 2, "--seed", 1, "--json"]
+        )
         assert code == 0, err
         second = json.loads(out)["search_id"]
         yield {"root": root, "first": first, "second": second, "store": os.environ["NASW_STORE"]}
@@ -122,8 +135,13 @@ def test_search_attaches_every_plot_and_the_report(searched):
 
     client = MlflowClient(tracking_uri=tracking_uri_for(searched["store"]))
     names = {a.path for a in client.list_artifacts(searched["first"], "plots")}
-    assert {"plots/best_so_far.png", "plots/progress.png", "plots/learning_curves.png",
-            "plots/architecture.png", "plots/pareto_front.png"} <= names
+    assert {
+        "plots/best_so_far.png",
+        "plots/progress.png",
+        "plots/learning_curves.png",
+        "plots/architecture.png",
+        "plots/pareto_front.png",
+    } <= names
     assert "report/report.html" in {a.path for a in client.list_artifacts(searched["first"], "report")}
     local = client.download_artifacts(searched["first"], "plots/architecture.png", str(searched["root"]))
     check_png(Path(local).read_bytes())
@@ -192,13 +210,16 @@ def test_compare_prints_a_table_and_writes_one_plot(in_root, searched):
     assert all(r["best_objective"] is not None and r["wall_seconds"] > 0 for r in rows)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["report", "ffffffff"], "no search"),
-    (["export", "ffffffff"], "no search"),
-    (["compare", "ffffffff"], "no search"),
-    (["compare"], "SEARCH_IDS"),
-    (["export", "x", "--format", "xml"], "--format"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["report", "ffffffff"], "no search"),
+        (["export", "ffffffff"], "no search"),
+        (["compare", "ffffffff"], "no search"),
+        (["compare"], "SEARCH_IDS"),
+        (["export", "x", "--format", "xml"], "--format"),
+    ],
+)
 def test_bad_input_is_one_line(in_root, args, message):
     code, out, err = nasw(args)
     lines = [line for line in err.splitlines() if line.strip()]
@@ -226,9 +247,15 @@ def test_source_weights_and_plots_from_a_memory_store(tmp_path):
 
     store = open_store("memory://reports-weights")
     space = ChainSpace(max_layers=3, widths=[8], dense_widths=[16])
-    sid = store.start_search("toy", strategy="bo", space=space.name, seed=0, objective="val_accuracy",
-                             spec={"budget": 4, "task": {"metric": {"report": "test_accuracy"}}},
-                             tags={"warm_start": "digits,mnist1d"})
+    sid = store.start_search(
+        "toy",
+        strategy="bo",
+        space=space.name,
+        seed=0,
+        objective="val_accuracy",
+        spec={"budget": 4, "task": {"metric": {"report": "test_accuracy"}}},
+        tags={"warm_start": "digits,mnist1d"},
+    )
     rng = np.random.default_rng(0)
     for i in range(4):
         g = space.sample(rng)
@@ -236,8 +263,14 @@ def test_source_weights_and_plots_from_a_memory_store(tmp_path):
         for epoch in range(3):
             store.log_metrics(tid, {"val_accuracy": 0.5 + 0.1 * epoch + 0.01 * i}, step=epoch)
         store.finish_trial(tid, state="finished", metrics={"val_accuracy": 0.7 + 0.01 * i, "test_accuracy": 0.6})
-    store.set_tags(sid, {"source_weights": json.dumps({"digits": [0.8 - 0.1 * i for i in range(4)],
-                                                       "mnist1d": [0.1 * i for i in range(4)]})})
+    store.set_tags(
+        sid,
+        {
+            "source_weights": json.dumps(
+                {"digits": [0.8 - 0.1 * i for i in range(4)], "mnist1d": [0.1 * i for i in range(4)]}
+            )
+        },
+    )
     store.finish_search(sid)
     summary = summarize(store, sid, input_shape=(1, 8, 8), n_classes=10)
     assert summary.warm_start == "digits,mnist1d"

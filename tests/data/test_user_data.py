@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
-
+import tomllib
 from helpers import nasw
+
 from workbench.data.base import load_splits
 from workbench.errors import DataError
 from workbench.task import load_task
@@ -63,6 +63,7 @@ def _csv(text: str | bytes, name: str = "data.csv"):
         p = d / name
         (p.write_bytes if isinstance(text, bytes) else p.write_text)(text)
         return ["--data", p]
+
     return make
 
 
@@ -71,12 +72,14 @@ def _rows_csv(mutate, header=("f1", "f2", "f3", "label"), extra=()):
         rows = good_rows()
         mutate(rows)
         return ["--data", write_csv(d / "data.csv", list(header), rows), *extra]
+
     return make
 
 
 def _set(row: int, col: int, value):
     def mutate(rows):
         rows[row][col] = value
+
     return mutate
 
 
@@ -85,6 +88,7 @@ def _npz(**arrays):
         p = d / "arrays.npz"
         np.savez(p, **{k: (v() if callable(v) else v) for k, v in arrays.items()})
         return ["--data", p]
+
     return make
 
 
@@ -103,6 +107,7 @@ def _images(mutate, extra=()):
         root = image_folder(d / "imgs")
         mutate(root)
         return ["--data", root, *extra]
+
     return make
 
 
@@ -124,20 +129,44 @@ MALFORMED = {
     "only separators": (_csv(",,,\n,,,\n"), "data.csv", "holds no values"),
     "header only": (_csv("f1,f2,label\n"), "data.csv", "no data rows"),
     "one column": (_csv("label\na\nb\n"), "data.csv", "one column"),
-    "missing --label column": (_rows_csv(lambda r: None, extra=["--label", "species"]), "data.csv", "no label column 'species'"),
-    "mixed types in a feature": (_rows_csv(_set(4, 1, "abc")), "data.csv", "column 'f2' is not numeric: line 6 holds 'abc'"),
+    "missing --label column": (
+        _rows_csv(lambda r: None, extra=["--label", "species"]),
+        "data.csv",
+        "no label column 'species'",
+    ),
+    "mixed types in a feature": (
+        _rows_csv(_set(4, 1, "abc")),
+        "data.csv",
+        "column 'f2' is not numeric: line 6 holds 'abc'",
+    ),
     "empty feature cell": (_rows_csv(_set(2, 0, "")), "data.csv", "line 4 has no value in column 'f1'"),
     "NaN feature": (_rows_csv(_set(3, 2, "NaN")), "data.csv", "line 5 has a missing value (NaN) in column 'f3'"),
     "infinite feature": (_rows_csv(_set(3, 2, "inf")), "data.csv", "infinite value"),
     "one class only": (_rows_csv(lambda r: [x.__setitem__(3, "cat") for x in r]), "data.csv", "only one class"),
-    "label column all empty": (_rows_csv(lambda r: [x.__setitem__(3, "") for x in r]), "data.csv", "label column 'label' is empty"),
+    "label column all empty": (
+        _rows_csv(lambda r: [x.__setitem__(3, "") for x in r]),
+        "data.csv",
+        "label column 'label' is empty",
+    ),
     "label column all NaN": (_rows_csv(lambda r: [x.__setitem__(3, "nan") for x in r]), "data.csv", "is empty"),
     "a row without label": (_rows_csv(_set(7, 3, "")), "data.csv", "line 9 has no label"),
-    "non-integer labels": (_rows_csv(lambda r: [x.__setitem__(3, str(i * 0.37)) for i, x in enumerate(r)]), "data.csv", "regression"),
-    "too few per class": (_rows_csv(lambda r: r.__setitem__(slice(0, 4), [])), "data.csv", "class 'cat' has only 2 examples"),
+    "non-integer labels": (
+        _rows_csv(lambda r: [x.__setitem__(3, str(i * 0.37)) for i, x in enumerate(r)]),
+        "data.csv",
+        "regression",
+    ),
+    "too few per class": (
+        _rows_csv(lambda r: r.__setitem__(slice(0, 4), [])),
+        "data.csv",
+        "class 'cat' has only 2 examples",
+    ),
     "ragged row": (_rows_csv(lambda r: r[5].append("9.9")), "data.csv", "line 7 has 5 fields, the header has 4"),
     "duplicate header": (_rows_csv(lambda r: None, header=("f1", "F1", "f3", "label")), "data.csv", "twice"),
-    "empty header name": (_rows_csv(lambda r: None, header=("f1", "", "f3", "label")), "data.csv", "column 2 of the header has no name"),
+    "empty header name": (
+        _rows_csv(lambda r: None, header=("f1", "", "f3", "label")),
+        "data.csv",
+        "column 2 of the header has no name",
+    ),
     "not UTF-8": (_csv("f1,label\n1.0,caf\xe9\n".encode("latin-1")), "data.csv", "not UTF-8"),
     "binary file": (_csv(b"\x89PNG\x00\x00\x01\x02" * 10), "data.csv", "binary"),
     "unknown extension": (_csv("f1,label\n1,a\n", name="data.xlsx"), "data.xlsx", "unknown data format"),
@@ -153,19 +182,47 @@ MALFORMED = {
     "corrupt npz": (_csv(b"PK\x03\x04 this is not a zip archive", name="arrays.npz"), "arrays.npz", "not a readable"),
     "npz 1-D features": (_npz(x=np.arange(30.0), y=Y), "arrays.npz", "one row per example"),
     "npz 5-D features": (_npz(x=np.zeros((30, 1, 2, 2, 2)), y=Y), "arrays.npz", "2 to 4 dimensions"),
-    "npz NaN features": (_npz(x=np.where(np.arange(120).reshape(30, 4) == 57, np.nan, X), y=Y), "arrays.npz", "example 14 holds NaN"),
+    "npz NaN features": (
+        _npz(x=np.where(np.arange(120).reshape(30, 4) == 57, np.nan, X), y=Y),
+        "arrays.npz",
+        "example 14 holds NaN",
+    ),
     "npz text features": (_npz(x=np.array([["a"] * 4] * 30), y=Y), "arrays.npz", "must be numbers"),
     "npz x_test without y_test": (_npz(x=X, y=Y, x_test=X[:6]), "arrays.npz", "has x_test but no y_test"),
-    "npz test shape differs": (_npz(x=X, y=Y, x_test=X[:6, :3], y_test=Y[:6]), "arrays.npz", "x_test examples have shape"),
-    "npy without labels file": (lambda d: (np.save(d / "feats.npy", X), ["--data", d / "feats.npy"])[1], "feats.npy", "no labels file"),
+    "npz test shape differs": (
+        _npz(x=X, y=Y, x_test=X[:6, :3], y_test=Y[:6]),
+        "arrays.npz",
+        "x_test examples have shape",
+    ),
+    "npy without labels file": (
+        lambda d: (np.save(d / "feats.npy", X), ["--data", d / "feats.npy"])[1],
+        "feats.npy",
+        "no labels file",
+    ),
     # images
     "empty image folder": (lambda d: ((d / "imgs").mkdir(), ["--data", d / "imgs"])[1], "imgs", "no class subfolders"),
     "one image class": (_images(lambda r: shutil.rmtree(r / "b")), "imgs", "only one class"),
     "empty class folder": (_images(lambda r: (r / "c").mkdir()), "c", "class folder holds no images"),
-    "mismatched image sizes": (_images(lambda r: write_png(r / "b" / "9.png", size=(10, 7))), "9.png", "share one size"),
-    "corrupt image": (_images(lambda r: (r / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")), "bad.png", "cannot read the image"),
-    "non-image file in class folder": (_images(lambda r: (r / "a" / "notes.txt").write_text("hi")), "notes.txt", "not an image file"),
-    "stray file next to class folders": (_images(lambda r: (r / "labels.csv").write_text("x")), "labels.csv", "unexpected file"),
+    "mismatched image sizes": (
+        _images(lambda r: write_png(r / "b" / "9.png", size=(10, 7))),
+        "9.png",
+        "share one size",
+    ),
+    "corrupt image": (
+        _images(lambda r: (r / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")),
+        "bad.png",
+        "cannot read the image",
+    ),
+    "non-image file in class folder": (
+        _images(lambda r: (r / "a" / "notes.txt").write_text("hi")),
+        "notes.txt",
+        "not an image file",
+    ),
+    "stray file next to class folders": (
+        _images(lambda r: (r / "labels.csv").write_text("x")),
+        "labels.csv",
+        "unexpected file",
+    ),
     "folder inside a class folder": (_images(lambda r: (r / "a" / "more").mkdir()), "more", "unexpected folder"),
     "--label with images": (_images(lambda r: None, extra=["--label", "x"]), "imgs", "does not apply"),
     "bad --resize": (_images(lambda r: None, extra=["--resize", "big"]), "--resize", "HEIGHTxWIDTH"),
@@ -208,8 +265,12 @@ def test_csv_task_init_writes_a_task_that_loads(workdir, capsys):
     assert "label column: 'Species'" in out and "classes: 3: cat (10), dog (10), owl (10)" in out
     assert "input shape: 1 x 4" in out and "wrote" in out
     doc = tomllib.loads((workdir / "tasks" / "animals.toml").read_text())
-    assert doc["dataset"] == {"loader": "csv", "path": "../animals.csv", "label": "Species",
-                              "classes": ["cat", "dog", "owl"]}
+    assert doc["dataset"] == {
+        "loader": "csv",
+        "path": "../animals.csv",
+        "label": "Species",
+        "classes": ["cat", "dog", "owl"],
+    }
     assert doc["space"]["kind"] == "chain" and doc["training"]["epochs"] > 0
 
     # later commands in that folder find it by name; the data path resolves against the task file

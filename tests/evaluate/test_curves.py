@@ -59,8 +59,12 @@ def test_stop_rule_stops_bad_curves_and_keeps_good_ones():
         stop = replay_stop_epoch(bad, rule)
         assert stop is not None and stop.epoch <= 8 and stop.p_better < 0.05
         assert stop.predicted < incumbent and "P(final > " in stop.reason
-        assert replay_stop_epoch(good, LCStopRule(target_epoch=40, incumbent=incumbent,
-                                                  incumbent_curve=curve_of_incumbent)) is None
+        assert (
+            replay_stop_epoch(
+                good, LCStopRule(target_epoch=40, incumbent=incumbent, incumbent_curve=curve_of_incumbent)
+            )
+            is None
+        )
     fair = LCStopRule(target_epoch=40, incumbent=incumbent, incumbent_curve=incumbent_curve)
     assert replay_stop_epoch(close_above, fair) is None
 
@@ -93,7 +97,12 @@ def test_rule_round_trips_as_json():
     rule = LCStopRule(target_epoch=30, incumbent=0.8, incumbent_curve=[0.1, 0.5, 0.8], threshold=0.1, min_epochs=5)
     again = LCStopRule.from_json(rule.to_json())
     assert (again.target_epoch, again.incumbent, list(again.incumbent_curve), again.threshold, again.min_epochs) == (
-        30, 0.8, [0.1, 0.5, 0.8], 0.1, 5)
+        30,
+        0.8,
+        [0.1, 0.5, 0.8],
+        0.1,
+        5,
+    )
 
 
 def test_a_search_with_lc_stops_trials_and_records_the_decision():
@@ -105,11 +114,21 @@ def test_a_search_with_lc_stops_trials_and_records_the_decision():
     from workbench.strategy.registry import make_strategy
     from workbench.task import parse_task_dict
 
-    task = parse_task_dict({
-        "name": "synthetic-lc", "kind": "trained", "dataset": {"loader": "digits"},
-        "space": {"kind": "chain", "max_layers": 4, "kernels": [3, 5, 7], "widths": [8, 16, 32], "dense_widths": [16, 32]},
-        "training": {"epochs": 30},
-    })
+    task = parse_task_dict(
+        {
+            "name": "synthetic-lc",
+            "kind": "trained",
+            "dataset": {"loader": "digits"},
+            "space": {
+                "kind": "chain",
+                "max_layers": 4,
+                "kernels": [3, 5, 7],
+                "widths": [8, 16, 32],
+                "dense_widths": [16, 32],
+            },
+            "training": {"epochs": 30},
+        }
+    )
     space = make_space(**task.space)
     store = open_store("memory://")
     ev = SyntheticEvaluator(full_epochs=30)
@@ -134,18 +153,25 @@ def test_a_search_with_lc_stops_trials_and_records_the_decision():
     assert result.summary["n_stopped_early"] == len(stopped)
     assert result.summary["compute_full_equivalents"] < 20
     assert set(store.histories("chain-v1", "val_accuracy")["synthetic-lc"].trial_ids) == {
-        t.trial_id for t in trials if t not in stopped}
+        t.trial_id for t in trials if t not in stopped
+    }
 
 
 def test_a_trial_headed_for_the_top_ten_percent_is_kept_even_below_the_incumbent():
     incumbent_curve = pow_curve(0.93, seed=10)
     runner_up = pow_curve(0.88, seed=11)  # clearly below the incumbent, above most trials
     population = [0.4, 0.5, 0.55, 0.6, 0.62, 0.7, 0.75, 0.8, 0.85, float(incumbent_curve[-1])]
-    kept = LCStopRule(target_epoch=40, incumbent=float(incumbent_curve[-1]), incumbent_curve=incumbent_curve,
-                      population=population)
+    kept = LCStopRule(
+        target_epoch=40, incumbent=float(incumbent_curve[-1]), incumbent_curve=incumbent_curve, population=population
+    )
     assert kept.reference < kept.incumbent
     assert replay_stop_epoch(runner_up, kept) is None
-    strict = LCStopRule(target_epoch=40, incumbent=float(incumbent_curve[-1]), incumbent_curve=incumbent_curve,
-                        population=population, quantile=1.0)
+    strict = LCStopRule(
+        target_epoch=40,
+        incumbent=float(incumbent_curve[-1]),
+        incumbent_curve=incumbent_curve,
+        population=population,
+        quantile=1.0,
+    )
     assert strict.reference == strict.incumbent
     assert replay_stop_epoch(runner_up, strict) is not None  # Domhan et al.'s rule stops it

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from helpers import synthetic_search
+
+from metastore.schema import TAG_FIDELITY as FIDELITY_TAG
 from workbench.data.base import load_splits
 from workbench.errors import TaskError, UserError
 from workbench.evaluate.base import StopTraining, supports_fidelity
-from metastore.schema import TAG_FIDELITY as FIDELITY_TAG
 from workbench.evaluate.fidelity import Fidelity, FidelitySpace, continued, fidelity_space
 from workbench.evaluate.tabular import TabularEvaluator
 from workbench.evaluate.trainer import TrainConfig, TrainedEvaluator, resize_inputs, subset_indices
@@ -41,8 +41,17 @@ def test_cost_model_scales_with_every_knob():
     assert Fidelity(epochs=27, start_epoch=9).cost(27, 2) == pytest.approx(2 / 3)  # continued: only new epochs
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=0), dict(data_fraction=0.0), dict(data_fraction=1.5),
-                                 dict(resolution=-1), dict(width_mult=0), dict(epochs=3, start_epoch=3)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(epochs=0),
+        dict(data_fraction=0.0),
+        dict(data_fraction=1.5),
+        dict(resolution=-1),
+        dict(width_mult=0),
+        dict(epochs=3, start_epoch=3),
+    ],
+)
 def test_bad_fidelities_are_user_errors(bad):
     with pytest.raises(UserError):
         Fidelity(**bad)
@@ -70,8 +79,14 @@ def test_rungs_are_eta_apart_in_cost():
 def test_default_fidelity_space_and_task_table_errors():
     fs = fidelity_space({}, full_epochs=40)
     assert fs.high == Fidelity(epochs=40) and fs.low.epochs == 1
-    for table, msg in [({"epochs": [5, 2]}, "above"), ({"data_fraction": [0, 1]}, r"\(0, 1\]"), ({"eta": 1}, "eta"),
-                       ({"speed": 2}, "unknown"), ({"epochs": [1, 2, 3]}, "pair"), ({"width_mult": "x"}, "numbers")]:
+    for table, msg in [
+        ({"epochs": [5, 2]}, "above"),
+        ({"data_fraction": [0, 1]}, r"\(0, 1\]"),
+        ({"eta": 1}, "eta"),
+        ({"speed": 2}, "unknown"),
+        ({"epochs": [1, 2, 3]}, "pair"),
+        ({"width_mult": "x"}, "numbers"),
+    ]:
         with pytest.raises(TaskError, match=msg):
             fidelity_space(table, full_epochs=10, where="t")
 
@@ -90,7 +105,9 @@ def test_width_multiplier_makes_networks_smaller(kind, shape):
     space = make_space(kind, **settings)
     g = space.sample(np.random.default_rng(0))
     if kind == "chain":
-        g = space.make([{"op": "conv", "kernel": 3, "width": 32, "act": "relu"}, {"op": "dense", "width": 64, "act": "relu"}])
+        g = space.make(
+            [{"op": "conv", "kernel": 3, "width": 32, "act": "relu"}, {"op": "dense", "width": 64, "act": "relu"}]
+        )
     full = n_params(build_model(g, shape, 10))
     assert n_params(build_model(g, shape, 10, width_mult=1.0)) == full
     half = build_model(g, shape, 10, width_mult=0.5)
@@ -143,8 +160,13 @@ def test_promotion_continues_from_weights_for_the_remaining_epochs(digits):
     ev = TrainedEvaluator(digits, TrainConfig(epochs=6, batch_size=64))
     low = ev.evaluate(G, seed=0, fidelity=Fidelity(epochs=2))
     seen: list[int] = []
-    up = ev.evaluate(G, seed=0, init_state=low.state_dict, fidelity=Fidelity(epochs=6, start_epoch=2),
-                     on_epoch=lambda e, m: seen.append(e))
+    up = ev.evaluate(
+        G,
+        seed=0,
+        init_state=low.state_dict,
+        fidelity=Fidelity(epochs=6, start_epoch=2),
+        on_epoch=lambda e, m: seen.append(e),
+    )
     assert seen == [2, 3, 4, 5]
     assert up.metrics["epochs"] == 6 and up.metrics["epochs_trained"] == 4
     # without weights to continue from it trains the whole fidelity from scratch, with a note
@@ -167,9 +189,12 @@ def test_a_stop_from_the_epoch_callback_ends_training_with_its_metrics(digits):
 
 # -- every trial records its fidelity -------------------------------------------------------------
 TASK = {
-    "name": "synthetic-chain", "kind": "trained", "dataset": {"loader": "digits"},
+    "name": "synthetic-chain",
+    "kind": "trained",
+    "dataset": {"loader": "digits"},
     "space": {"kind": "chain", "max_layers": 3, "kernels": [3, 5], "widths": [8, 16], "dense_widths": [16, 32]},
-    "training": {"epochs": 9}, "fidelity": {"epochs": [1, 9]},
+    "training": {"epochs": 9},
+    "fidelity": {"epochs": [1, 9]},
 }
 
 
@@ -219,8 +244,10 @@ def test_a_search_without_scheduler_records_full_fidelity():
     result = search.run()
     trials = store.trials(result.search_id)
     assert len(trials) == 3
-    assert all(json.loads(t.tags[FIDELITY_TAG]) == {**Fidelity(epochs=9).to_dict(), "full": True, "cost": 1.0, "level": 1.0}
-               for t in trials)
+    assert all(
+        json.loads(t.tags[FIDELITY_TAG]) == {**Fidelity(epochs=9).to_dict(), "full": True, "cost": 1.0, "level": 1.0}
+        for t in trials
+    )
     assert len(store.histories("chain-v1", "val_accuracy")["synthetic-chain"].trial_ids) == 3
 
 

@@ -8,10 +8,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
 from helpers import nasw, synthetic_search, tiny_toml
-from workbench.errors import UserError
+
 from metastore.schema import TAG_FIDELITY as FIDELITY_TAG
+from workbench.errors import UserError
 from workbench.evaluate.fidelity import fidelity_space
 from workbench.evaluate.schedulers import ASHA, Hyperband, SuccessiveHalving, make_scheduler, scheduler_names
 
@@ -79,7 +79,7 @@ def test_successive_halving_rungs_and_promotions():
         promoted = {by_id[tid][1].promote for tid, (key, d, v) in by_id.items() if d.rung == rung}
         best = {tid for _, tid in sorted(below, reverse=True)[: len(promoted)]}
         assert promoted == best  # the top 1/eta of the rung below
-    for tid, (key, d, v) in by_id.items():
+    for key, d, _ in by_id.values():
         if d.promote:  # same genotype, continuing from the lower rung's epochs
             assert key == by_id[d.promote][0]
             assert d.fidelity.start_epoch == by_id[d.promote][1].fidelity.epochs
@@ -113,7 +113,11 @@ def test_budget_limits_brackets():
 def test_hyperband_brackets():
     hb = Hyperband(FS, budget=100.0)
     assert [hb.plan(i) for i in range(5)] == [
-        (0, (27, 9, 3, 1)), (1, (12, 4, 1)), (2, (6, 2)), (3, (4,)), (0, (27, 9, 3, 1))
+        (0, (27, 9, 3, 1)),
+        (1, (12, 4, 1)),
+        (2, (6, 2)),
+        (3, (4,)),
+        (0, (27, 9, 3, 1)),
     ]
     log = drive(Hyperband(FS, budget=12.0))
     assert per_rung(log, 0) == [27, 9, 3, 1]
@@ -169,13 +173,18 @@ def test_replay_rebuilds_the_schedule(name):
 
 # -- searches under schedulers (synthetic evaluator: instant) --------------------------------------
 TASK = {
-    "name": "synthetic-sched", "kind": "trained", "dataset": {"loader": "digits"},
+    "name": "synthetic-sched",
+    "kind": "trained",
+    "dataset": {"loader": "digits"},
     "space": {"kind": "chain", "max_layers": 4, "kernels": [3, 5, 7], "widths": [8, 16, 32], "dense_widths": [16, 32]},
-    "training": {"epochs": 27}, "fidelity": {"epochs": [1, 27]},
+    "training": {"epochs": 27},
+    "fidelity": {"epochs": [1, 27]},
 }
 
 
-@pytest.mark.parametrize("strategy, options", [("evolution", {"population": 8}), ("bo", {"n_init": 4, "n_samples": 200, "n_mutations": 20})])
+@pytest.mark.parametrize(
+    "strategy, options", [("evolution", {"population": 8}), ("bo", {"n_init": 4, "n_samples": 200, "n_mutations": 20})]
+)
 def test_bo_and_evolution_run_under_successive_halving(strategy, options):
     from metastore import open_store
 
@@ -196,8 +205,8 @@ def test_bo_and_evolution_run_under_successive_halving(strategy, options):
 
 
 def test_bo_models_the_highest_fidelity_with_enough_observations():
-    from workbench.strategy.base import Observation, highest_fidelity
     from workbench.space.registry import make_space
+    from workbench.strategy.base import Observation, highest_fidelity
 
     space = make_space(**TASK["space"])
     gs = [space.sample(np.random.default_rng(i)) for i in range(12)]
@@ -232,8 +241,9 @@ def test_asha_with_two_pool_workers_completes(tmp_path):
 
     (tmp_path / "tiny.toml").write_text(TINY)
     store = open_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    search = new_search(store, load_task(str(tmp_path / "tiny.toml")), "random", 1, seed=0, executor="pool",
-                        workers=2, scheduler="asha")
+    search = new_search(
+        store, load_task(str(tmp_path / "tiny.toml")), "random", 1, seed=0, executor="pool", workers=2, scheduler="asha"
+    )
     result = search.run()
     trials = store.trials(result.search_id)
     assert all(t.state == "finished" for t in trials)
@@ -259,8 +269,25 @@ def test_cli_schedules_a_search_and_refuses_a_tabular_task(tmp_path, monkeypatch
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code, _, err = nasw(["search", "--task", "nbgraph-cora", "--scheduler", "sh", "--store", store, "--quiet"], capsys)
     assert code == 2 and "lower fidelities" in err
-    code, out, _ = nasw(["search", "--task", "tiny.toml", "--strategy", "random", "--scheduler", "sh", "--budget", "1",
-                         "--scheduler-option", "n_configs=3", "--store", store, "--json"], capsys)
+    code, out, _ = nasw(
+        [
+            "search",
+            "--task",
+            "tiny.toml",
+            "--strategy",
+            "random",
+            "--scheduler",
+            "sh",
+            "--budget",
+            "1",
+            "--scheduler-option",
+            "n_configs=3",
+            "--store",
+            store,
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0
     result = json.loads(out.strip().splitlines()[-1])
     assert result["n_trials"] == 4 and result["best"]["metrics"]["epochs"] == 3  # 3 x 1 epoch, the best to 3

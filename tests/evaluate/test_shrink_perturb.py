@@ -33,8 +33,12 @@ def test_mixes_conv_and_dense_weights_and_keeps_normalisation():
     fresh_state = fresh.state_dict()
     changed = shrink_perturb(inherited, fresh_state, 0.3, 0.1)
     after = inherited.state_dict()
-    mixed = {f"{p}.{n}" for p, m in inherited.named_modules()
-             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for n, _ in m.named_parameters(recurse=False)}
+    mixed = {
+        f"{p}.{n}"
+        for p, m in inherited.named_modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+        for n, _ in m.named_parameters(recurse=False)
+    }
     assert changed == len(mixed) >= 3  # the conv (no bias before BatchNorm) and the head
     for k, v in after.items():
         if k in mixed:
@@ -60,8 +64,9 @@ def test_fine_tuning_starts_from_the_shrunk_and_perturbed_weights():
     fresh = ev.build(G, 5).state_dict()
     key = next(k for k in parent.state_dict if k.endswith("weight") and parent.state_dict[k].dim() == 4)
     assert torch.allclose(child.state_dict[key], 0.3 * parent.state_dict[key] + 0.1 * fresh[key], atol=1e-6)
-    exact = TrainedEvaluator(load_splits("digits"), TrainConfig(**{**cfg.to_dict(), "finetune_shrink": 1.0,
-                                                                   "finetune_perturb": 0.0}))
+    exact = TrainedEvaluator(
+        load_splits("digits"), TrainConfig(**{**cfg.to_dict(), "finetune_shrink": 1.0, "finetune_perturb": 0.0})
+    )
     kept = exact.evaluate(G, seed=5, init_state=parent.state_dict)
     assert torch.allclose(kept.state_dict[key], parent.state_dict[key], atol=1e-6)
 
@@ -69,8 +74,11 @@ def test_fine_tuning_starts_from_the_shrunk_and_perturbed_weights():
 @pytest.mark.parametrize("bad", [{"finetune_shrink": 0}, {"finetune_shrink": 1.5}, {"finetune_perturb": -0.1}])
 def test_bad_settings_are_a_clear_task_error(bad):
     with pytest.raises(UserError, match="finetune_"):
-        parse_task_dict({
-            "name": "t", "dataset": {"loader": "digits"},
-            "space": {"kind": "chain", "max_layers": 2, "kernels": [3], "widths": [8], "dense_widths": [16]},
-            "training": {"epochs": 1, **bad},
-        })
+        parse_task_dict(
+            {
+                "name": "t",
+                "dataset": {"loader": "digits"},
+                "space": {"kind": "chain", "max_layers": 2, "kernels": [3], "widths": [8], "dense_widths": [16]},
+                "training": {"epochs": 1, **bad},
+            }
+        )

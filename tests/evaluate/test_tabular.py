@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from workbench.data import nbgraph_tables as tables
 from workbench.errors import TrialFailed, UserError
@@ -131,9 +131,10 @@ def test_table_arrays_are_cached_and_fast() -> None:
     assert time.perf_counter() - start < 0.01 and arrays is table_arrays("arxiv")
     assert warm < 10.0
     best = int(np.argmax(arrays.val_accuracy))
-    assert NBGraphSpace("arxiv").pool()[best].key == NBGraphSpace.genotype_of_key(
-        int(tables.table_keys("arxiv")[best])
-    ).key
+    assert (
+        NBGraphSpace("arxiv").pool()[best].key
+        == NBGraphSpace.genotype_of_key(int(tables.table_keys("arxiv")[best])).key
+    )
 
 
 @pytest.mark.parametrize("dataset", tables.DATASETS)

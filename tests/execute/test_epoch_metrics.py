@@ -77,6 +77,7 @@ def test_slow_epochs_are_written_while_training(monkeypatch):
             def cb(e, m):
                 on_epoch(e, m)
                 seen.append(len(inner.metric_history(job.trial_id, "loss")))
+
             return super().evaluate(genotype, seed, init_state, cb)
 
     execute_trial(store, Watching(4), space, job, save_weights=False)

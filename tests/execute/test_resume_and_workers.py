@@ -13,17 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import tiny_toml
 
-TINY = tiny_toml("tiny-kill", "digits, 1 epoch, tiny nets (resume tests)", split=None,
-                 training={"epochs": 2, "batch_size": 256})
+TINY = tiny_toml(
+    "tiny-kill", "digits, 1 epoch, tiny nets (resume tests)", split=None, training={"epochs": 2, "batch_size": 256}
+)
 
 
 def nasw(*args: str, cwd: Path, env: dict | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", *args], cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+        [sys.executable, "-m", "workbench.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
     )
 
 
@@ -39,8 +44,19 @@ def test_sigkill_at_random_moments_then_resume_completes_exactly_the_budget(tmp_
     env = {"NASW_STORE": store_uri}
     budget = 14
     rng = np.random.default_rng(0)
-    proc = nasw("search", "--task", "tiny.toml", "--strategy", "evolution", "--budget", str(budget), "--quiet",
-                "--json", cwd=tmp_path, env=env)
+    proc = nasw(
+        "search",
+        "--task",
+        "tiny.toml",
+        "--strategy",
+        "evolution",
+        "--budget",
+        str(budget),
+        "--quiet",
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
     from metastore import open_store
 
     search_id = None
@@ -56,8 +72,19 @@ def test_sigkill_at_random_moments_then_resume_completes_exactly_the_budget(tmp_
         if search_id is None:
             ids = [s.search_id for s in store.searches()]
             if not ids:  # killed before the search was even created: start again
-                proc = nasw("search", "--task", "tiny.toml", "--strategy", "evolution", "--budget", str(budget),
-                            "--quiet", "--json", cwd=tmp_path, env=env)
+                proc = nasw(
+                    "search",
+                    "--task",
+                    "tiny.toml",
+                    "--strategy",
+                    "evolution",
+                    "--budget",
+                    str(budget),
+                    "--quiet",
+                    "--json",
+                    cwd=tmp_path,
+                    env=env,
+                )
                 continue
             (search_id,) = ids
         proc = nasw("resume", search_id, "--quiet", "--json", cwd=tmp_path, env=env)
@@ -93,10 +120,25 @@ def _free_port() -> int:
 def test_two_searches_with_two_workers_each_against_one_mlflow_server(tmp_path):
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "2"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -112,8 +154,24 @@ def test_two_searches_with_two_workers_each_against_one_mlflow_server(tmp_path):
                     pytest.fail("mlflow server did not start")
                 time.sleep(1)
         procs = [
-            nasw("search", "--task", task, "--strategy", "random", "--budget", "12", "--workers", "2",
-                 "--store", url, "--quiet", "--json", "--seed", str(i), cwd=tmp_path)
+            nasw(
+                "search",
+                "--task",
+                task,
+                "--strategy",
+                "random",
+                "--budget",
+                "12",
+                "--workers",
+                "2",
+                "--store",
+                url,
+                "--quiet",
+                "--json",
+                "--seed",
+                str(i),
+                cwd=tmp_path,
+            )
             for i, task in enumerate(["nbgraph-cora", "nbgraph-photo"])
         ]
         results = []
@@ -138,9 +196,24 @@ def test_two_searches_with_two_workers_each_against_one_mlflow_server(tmp_path):
 @pytest.mark.slow
 def test_ray_executor_runs_a_40_trial_search(tmp_path):
     pytest.importorskip("ray")
-    code_proc = nasw("search", "--task", "nbgraph-cora", "--strategy", "evolution", "--budget", "40",
-                     "--executor", "ray", "--workers", "2", "--quiet", "--json",
-                     "--store", f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
+    code_proc = nasw(
+        "search",
+        "--task",
+        "nbgraph-cora",
+        "--strategy",
+        "evolution",
+        "--budget",
+        "40",
+        "--executor",
+        "ray",
+        "--workers",
+        "2",
+        "--quiet",
+        "--json",
+        "--store",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        cwd=tmp_path,
+    )
     code, out, err = finished(code_proc)
     assert code == 0, err
     result = json.loads(out)
@@ -176,8 +249,8 @@ def test_parallel_workers_need_a_persistent_store():
 
 def test_resume_refuses_while_a_trial_is_alive(tmp_path):
     from metastore import open_store
-    from workbench.errors import UserError
     from metastore.schema import TAG_HEARTBEAT as HEARTBEAT_TAG
+    from workbench.errors import UserError
     from workbench.search import new_search, resume_search
     from workbench.task import load_task
 

@@ -106,7 +106,12 @@ def test_search_lifecycle(store: Metastore) -> None:
     )
     rec = store.search(sid)
     assert (rec.search_id, rec.task, rec.strategy, rec.space, rec.seed, rec.objective) == (
-        sid, "digits", "evolution", SPACE, 7, "val_accuracy"
+        sid,
+        "digits",
+        "evolution",
+        SPACE,
+        7,
+        "val_accuracy",
     )
     assert rec.state == "running"
     assert rec.spec == spec
@@ -181,8 +186,11 @@ def test_metrics_with_steps_and_final_metrics(store: Metastore) -> None:
     store.finish_trial(tid, state="finished", metrics={"val_accuracy": 0.65, "test_accuracy": 0.6})
     t = store.trial(tid)
     assert t.state == "finished" and t.end_time is not None and t.end_time >= t.start_time
-    assert t.metrics == {"val_accuracy": pytest.approx(0.65), "test_accuracy": pytest.approx(0.6),
-                         "loss": pytest.approx(0.6)}
+    assert t.metrics == {
+        "val_accuracy": pytest.approx(0.65),
+        "test_accuracy": pytest.approx(0.6),
+        "loss": pytest.approx(0.6),
+    }
     if is_mlflow(store):
         history = client(store).get_metric_history(tid, "loss")
         assert [(m.step, round(m.value, 6)) for m in history] == [(0, 1.0), (1, 0.8), (2, 0.6)]
@@ -415,13 +423,14 @@ def mlflow_store(tmp_path: Path, empty_db: Path) -> Metastore:
 
 def test_mlflow_layout(mlflow_store: Metastore) -> None:
     store = mlflow_store
-    sid = new_search(store, strategy="bo", seed=3, spec={"budget": 30, "train": {"epochs": 2}},
-                     meta_features={"n": 5.0})
+    sid = new_search(
+        store, strategy="bo", seed=3, spec={"budget": 30, "train": {"epochs": 2}}, meta_features={"n": 5.0}
+    )
     tid = store.start_trial(sid, genotype(0), "key0", params={"layer0.op": "conv"})
     mc = client(store)
     experiment = mc.get_experiment_by_name("digits")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    db_folder = Path(store.uri[len("sqlite:///"):]).parent
+    db_folder = Path(store.uri[len("sqlite:///") :]).parent
     assert experiment.artifact_location.startswith((db_folder / "artifacts").as_uri())
 
     parent = mc.get_run(sid)

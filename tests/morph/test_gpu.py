@@ -23,7 +23,10 @@ def test_morph_on_gpu_trained_parent_then_fine_tune_on_gpu():
     splits = load_splits("digits")
     ev = TrainedEvaluator(splits, TrainConfig(epochs=3, device="cuda", finetune_epochs=1))
     parent = ev.evaluate(g, seed=0)
-    steps = [MorphismStep.make("widen", (0,), width=32), MorphismStep.make("deepen", (1,), layer="conv", width=32, kernel=3)]
+    steps = [
+        MorphismStep.make("widen", (0,), width=32),
+        MorphismStep.make("deepen", (1,), layer="conv", width=32, kernel=3),
+    ]
     child_g, state = morph_child(g, parent.state_dict, steps, splits.input_shape, splits.n_classes)
     dev = torch.device("cuda")
     p_net, c_net = ev.build(g, 0), ev.build(child_g, 0)

@@ -4,33 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import helpers
 import pytest
 import torch
 
-import helpers
 from metastore import open_store
 from workbench.evaluate.factory import evaluator_for, space_for
+from workbench.execute.inherit import inherit_weights
 from workbench.execute.trial import TrialJob
 from workbench.lineage import ancestors, children, resolve_trial
-from workbench.execute.inherit import inherit_weights
 from workbench.search import Search, new_search
 from workbench.space.edits import MorphismStep, steps_from_json
 from workbench.space.genotype import Genotype
 from workbench.space.morphs import apply_steps
-from workbench.strategy.base import Observation, Proposal, Strategy
+from workbench.strategy.base import Proposal, Strategy
 
 torch.set_num_threads(1)
 
 
 def tiny_task(name: str = "tiny-digits", split_seed: int = 0, epochs: int = 3, widths=(8, 16)) -> object:
-    return helpers.tiny_task(name, "digits, a tiny chain space (tests)", kind=None, split={"seed": split_seed},
-                             space={"max_layers": 4, "kernels": [3, 5], "widths": list(widths)},
-                             training={"epochs": epochs, "finetune_epochs": 1})
+    return helpers.tiny_task(
+        name,
+        "digits, a tiny chain space (tests)",
+        kind=None,
+        split={"seed": split_seed},
+        space={"max_layers": 4, "kernels": [3, 5], "widths": list(widths)},
+        training={"epochs": epochs, "finetune_epochs": 1},
+    )
 
 
-ROOT = {"space": "chain-v1", "spec": {"layers": [
-    {"op": "conv", "kernel": 3, "width": 8, "act": "relu"}, {"op": "maxpool"},
-]}}
+ROOT = {
+    "space": "chain-v1",
+    "spec": {
+        "layers": [
+            {"op": "conv", "kernel": 3, "width": 8, "act": "relu"},
+            {"op": "maxpool"},
+        ]
+    },
+}
 STEPS = (
     MorphismStep.make("widen", (0,), width=16),
     MorphismStep.make("deepen", (2,), layer="conv", width=16, kernel=3),
@@ -78,8 +89,16 @@ def test_morphed_child_inherits_and_fine_tunes_with_lineage_recorded():
     assert root.metrics["epochs"] == 3 and child.metrics["epochs"] == 1  # finetune_epochs
     # the inherited start computes the parent's function
     ev = search.evaluator
-    job = TrialJob(search.search_id, child.trial_id, 1, child.genotype_json, 0, "val_accuracy",
-                   root.trial_id, child.tags["nasw.morphisms"])
+    job = TrialJob(
+        search.search_id,
+        child.trial_id,
+        1,
+        child.genotype_json,
+        0,
+        "val_accuracy",
+        root.trial_id,
+        child.tags["nasw.morphisms"],
+    )
     state, notes = inherit_weights(store, job, Genotype.from_json(child.genotype_json), ev)
     parent_net = ev.build(Genotype.from_json(root.genotype_json), 0)
     parent_net.load_state_dict(store.load_weights(root.trial_id))
@@ -131,8 +150,16 @@ def test_unknown_parent_and_bad_steps_never_crash():
     _, trials = run(store, task, [("no-such-trial", STEPS), (0, STEPS)], 3)
     assert "trained from scratch" in trials[1].tags["nasw.note.weights"]
     # a proposal whose steps do not lead to its genotype
-    job = TrialJob("s", trials[2].trial_id, 2, trials[2].genotype_json, 0, "val_accuracy", trials[0].trial_id,
-                   '[{"op": "skip", "site": [0, 1], "params": {}}]')
+    job = TrialJob(
+        "s",
+        trials[2].trial_id,
+        2,
+        trials[2].genotype_json,
+        0,
+        "val_accuracy",
+        trials[0].trial_id,
+        '[{"op": "skip", "site": [0, 1], "params": {}}]',
+    )
     state, notes = inherit_weights(store, job, Genotype.from_json(trials[2].genotype_json), None)
     assert state is None and "trained from scratch" in notes["weights"]
     assert bad_step
@@ -188,5 +215,6 @@ def test_a_hillclimb_search_spends_half_its_budget_on_random_starts_and_records_
     assert search.strategy.initial == 6
     assert store.search(search.search_id).spec["strategy_options"]["initial"] == 6  # resume replays it
     assert new_search(store, task, "hillclimb", budget=6, seed=0).strategy.initial == 5  # at least 5
-    assert new_search(store, task, "hillclimb", budget=12, seed=0,
-                      strategy_options={"initial": 2}).strategy.initial == 2  # the user's choice wins
+    assert (
+        new_search(store, task, "hillclimb", budget=12, seed=0, strategy_options={"initial": 2}).strategy.initial == 2
+    )  # the user's choice wins

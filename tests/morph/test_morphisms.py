@@ -33,6 +33,8 @@ TOL = 1e-5
 def max_error(got: torch.Tensor, want: torch.Tensor) -> float:
     """Largest deviation relative to the logits' scale when it exceeds 1 (float32 keeps ~7 digits)."""
     return float((got - want).abs().max()) / max(1.0, float(want.abs().max()))
+
+
 HYP = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 CHAIN = ChainSpace(max_layers=6, kernels=[3, 5, 7], widths=[4, 8, 16], dense_widths=[8, 16], max_dense=2)
@@ -49,7 +51,9 @@ def trained_ish(net: torch.nn.Module, seed: int) -> torch.nn.Module:
     with torch.no_grad():
         for p in net.parameters():  # keep the fan-in scale of the initialisation, perturb every entry
             scale = float(p.std()) if p.numel() > 1 and float(p.std()) > 0 else 0.1
-            p.mul_(1 + 0.5 * torch.randn(p.shape, generator=gen)).add_(0.3 * scale * torch.randn(p.shape, generator=gen))
+            p.mul_(1 + 0.5 * torch.randn(p.shape, generator=gen)).add_(
+                0.3 * scale * torch.randn(p.shape, generator=gen)
+            )
         for m in net.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.5)
@@ -130,8 +134,12 @@ def test_dag_morphisms_with_restricted_ops(seed, shape):
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n_steps=st.integers(1, 4), space_kind=st.sampled_from(["chain", "dag"]),
-       shape=input_shapes)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_steps=st.integers(1, 4),
+    space_kind=st.sampled_from(["chain", "dag"]),
+    shape=input_shapes,
+)
 def test_morph_child_replays_a_lineage(seed, n_steps, space_kind, shape):
     space = CHAIN if space_kind == "chain" else DAG
     rng = np.random.default_rng(seed)
@@ -177,20 +185,26 @@ def test_space_filter_keeps_children_in_the_space(chain_space):
 
 
 def test_deepen_only_after_non_negative_outputs():
-    g = CHAIN.make([
-        {"op": "conv", "kernel": 3, "width": 8, "act": "tanh"},
-        {"op": "conv", "kernel": 3, "width": 8, "act": "relu"},
-        {"op": "maxpool"},
-        {"op": "dense", "width": 8, "act": "gelu"},
-        {"op": "dense", "width": 16, "act": "relu"},
-    ])
+    g = CHAIN.make(
+        [
+            {"op": "conv", "kernel": 3, "width": 8, "act": "tanh"},
+            {"op": "conv", "kernel": 3, "width": 8, "act": "relu"},
+            {"op": "maxpool"},
+            {"op": "dense", "width": 8, "act": "gelu"},
+            {"op": "dense", "width": 16, "act": "relu"},
+        ]
+    )
     sites = {(s.site, s.param("layer")) for s in morph_sites(g, ops=["deepen"])}
     # after the tanh conv: no; after the relu conv and after its pooling: yes; after gelu: no
     assert sites == {((2,), "conv"), ((2,), "sepconv"), ((3,), "conv"), ((3,), "sepconv"), ((5,), "dense")}
     dag = DagSpace(max_nodes=4)
-    d = dag.make([{"op": "conv3", "merge": "add", "inputs": [0]},
-                  {"op": "identity", "merge": "concat", "inputs": [0, 1]},
-                  {"op": "maxpool3", "merge": "add", "inputs": [2]}])
+    d = dag.make(
+        [
+            {"op": "conv3", "merge": "add", "inputs": [0]},
+            {"op": "identity", "merge": "concat", "inputs": [0, 1]},
+            {"op": "maxpool3", "merge": "add", "inputs": [2]},
+        ]
+    )
     assert {s.site for s in morph_sites(d, ops=["deepen"])} == {(0,), (1,)}
 
 
@@ -277,11 +291,13 @@ def test_inherit_state_checks_the_proposed_genotype():
 
 def test_weights_from_another_task_keep_matching_tensors_and_fresh_head():
     space = ChainSpace(max_layers=4, kernels=[3], widths=[8], dense_widths=[16])
-    g = space.make([
-        {"op": "conv", "kernel": 3, "width": 8, "act": "relu"},
-        {"op": "maxpool"},
-        {"op": "dense", "width": 16, "act": "relu"},
-    ])
+    g = space.make(
+        [
+            {"op": "conv", "kernel": 3, "width": 8, "act": "relu"},
+            {"op": "maxpool"},
+            {"op": "dense", "width": 16, "act": "relu"},
+        ]
+    )
     source = trained_ish(build(g, (1, 8, 8), 10, 0), 1).state_dict()  # digits-shaped
     net = build(g, (1, 28, 28), 10, 3)  # MNIST-shaped: the first dense layer differs
     fresh_head = net.classifier[-1].weight.detach().clone()

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 import helpers
+import pytest
 
 TINY_TASK: dict[str, Any] = helpers.tiny_doc("tiny-faults", "digits, 1 epoch, tiny chain nets (fault tests)")
 TINY_TOML = helpers.task_toml(TINY_TASK)

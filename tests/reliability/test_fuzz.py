@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import nasw
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import nasw
 from workbench.errors import InvalidGenotype, UserError
 from workbench.space.genotype import Genotype
 from workbench.space.registry import make_space, space_kinds
@@ -35,12 +35,44 @@ FUZZ = settings(
 REPO = Path(__file__).resolve().parents[2]
 
 # -- TOML text from random documents ------------------------------------------------------------
-KEY_NAMES = sorted(_TOP_KEYS) + ["loader", "kind", "name", "path", "dataset", "objective", "report", "epochs",
-                                 "batch_size", "lr", "weight_decay", "max_seconds", "grad_clip", "seed", "test",
-                                 "valid", "max_layers", "widths", "kernels", "width", "base", "__import__", "exec"]
+KEY_NAMES = sorted(_TOP_KEYS) + [
+    "loader",
+    "kind",
+    "name",
+    "path",
+    "dataset",
+    "objective",
+    "report",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "max_seconds",
+    "grad_clip",
+    "seed",
+    "test",
+    "valid",
+    "max_layers",
+    "widths",
+    "kernels",
+    "width",
+    "base",
+    "__import__",
+    "exec",
+]
 keys = st.one_of(st.sampled_from(KEY_NAMES), st.text(min_size=1, max_size=12))
-CODE_LIKE = ["__import__('os').system('touch pwned')", "${HOME}", "$(rm -rf /)", "`id`", "{{7*7}}", "eval(1)",
-             "!!python/object/apply:os.system ['id']", "<script>alert(1)</script>", "../../etc/passwd", "\x00"]
+CODE_LIKE = [
+    "__import__('os').system('touch pwned')",
+    "${HOME}",
+    "$(rm -rf /)",
+    "`id`",
+    "{{7*7}}",
+    "eval(1)",
+    "!!python/object/apply:os.system ['id']",
+    "<script>alert(1)</script>",
+    "../../etc/passwd",
+    "\x00",
+]
 scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -166,8 +198,13 @@ SHIPPED = sorted((REPO / "tasks").glob("*.toml"))
 @FUZZ
 @given(
     which=st.integers(min_value=0, max_value=len(SHIPPED) - 1),
-    edits=st.lists(st.tuples(st.integers(min_value=0, max_value=10_000), st.integers(min_value=0, max_value=8),
-                             st.binary(max_size=6)), min_size=1, max_size=4),
+    edits=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10_000), st.integers(min_value=0, max_value=8), st.binary(max_size=6)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
 )
 def test_shipped_task_files_with_random_byte_edits(tmp_path, which, edits):
     data = bytearray(SHIPPED[which].read_bytes())
@@ -193,7 +230,7 @@ def test_task_dicts_read_back_from_a_store(doc):
 
 def test_code_looking_strings_in_a_task_file_are_only_data(tmp_path):
     marker = tmp_path / "pwned"
-    text = f'''
+    text = f"""
 name = "data-not-code"
 description = "__import__('os').system('touch {marker}')"
 [dataset]
@@ -204,7 +241,7 @@ cmd = "`touch {marker}`"
 kind = "chain"
 widths = [8]
 [meta_features]
-'''
+"""
     task = _parse_file(tmp_path, text.encode())
     assert task.description.startswith("__import__") and task.dataset["note"].startswith("$(")
     assert not marker.exists()
@@ -230,22 +267,77 @@ def _spaces():
 SPACES = _spaces()
 SPACE_NAMES = sorted({s.name for s in SPACES.values()})
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-              st.text(max_size=10), st.sampled_from(["conv", "dense", "maxpool", "relu", "add", "concat", "gcn",
-                                                     "none", "skip", "layers", "nodes", "ops", "links", "width"])),
-    lambda inner: st.one_of(st.lists(inner, max_size=5),
-                            st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(
-                                ["layers", "op", "kernel", "width", "act", "nodes", "inputs", "merge", "ops",
-                                 "links", "arch", "hp", "space", "spec", "macro", "lr", "epochs"])), inner, max_size=5)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=10),
+        st.sampled_from(
+            [
+                "conv",
+                "dense",
+                "maxpool",
+                "relu",
+                "add",
+                "concat",
+                "gcn",
+                "none",
+                "skip",
+                "layers",
+                "nodes",
+                "ops",
+                "links",
+                "width",
+            ]
+        ),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.dictionaries(
+            st.one_of(
+                st.text(max_size=8),
+                st.sampled_from(
+                    [
+                        "layers",
+                        "op",
+                        "kernel",
+                        "width",
+                        "act",
+                        "nodes",
+                        "inputs",
+                        "merge",
+                        "ops",
+                        "links",
+                        "arch",
+                        "hp",
+                        "space",
+                        "spec",
+                        "macro",
+                        "lr",
+                        "epochs",
+                    ]
+                ),
+            ),
+            inner,
+            max_size=5,
+        ),
+    ),
     max_leaves=20,
 )
 
 
 @FUZZ
-@given(text=st.one_of(st.text(max_size=60), st.binary(max_size=60),
-                      json_values.map(json.dumps),
-                      st.tuples(st.sampled_from(SPACE_NAMES + ["chain-v2", ""]), json_values).map(
-                          lambda t: json.dumps({"space": t[0], "spec": t[1]}))))
+@given(
+    text=st.one_of(
+        st.text(max_size=60),
+        st.binary(max_size=60),
+        json_values.map(json.dumps),
+        st.tuples(st.sampled_from(SPACE_NAMES + ["chain-v2", ""]), json_values).map(
+            lambda t: json.dumps({"space": t[0], "spec": t[1]})
+        ),
+    )
+)
 def test_random_genotype_json_raises_only_invalid_genotype(text):
     try:
         g = Genotype.from_json(text)
@@ -302,8 +394,12 @@ def _mutations(value, rng: np.random.Generator, leaf):
 
 
 @FUZZ
-@given(kind=st.sampled_from(sorted(SPACES)), seed=st.integers(0, 2**32 - 1), leaf=json_values,
-       big=st.sampled_from([10**9, -1, 0, 2**63, 1.5, "8", True, None]))
+@given(
+    kind=st.sampled_from(sorted(SPACES)),
+    seed=st.integers(0, 2**32 - 1),
+    leaf=json_values,
+    big=st.sampled_from([10**9, -1, 0, 2**63, 1.5, "8", True, None]),
+)
 def test_mutated_valid_genotypes_validate_or_raise_invalid_genotype(kind, seed, leaf, big):
     """Valid genotypes with one node changed: only InvalidGenotype; what validates is buildable."""
     space = SPACES[kind]
@@ -327,8 +423,22 @@ def test_mutated_valid_genotypes_validate_or_raise_invalid_genotype(kind, seed, 
 
 # -- the command line ---------------------------------------------------------------------------
 COMMANDS = {
-    "search": ["--task", "--strategy", "--budget", "--seed", "--store", "--device", "--option", "--objectives",
-               "--workers", "--executor", "--address", "--quiet", "--json", "--help"],
+    "search": [
+        "--task",
+        "--strategy",
+        "--budget",
+        "--seed",
+        "--store",
+        "--device",
+        "--option",
+        "--objectives",
+        "--workers",
+        "--executor",
+        "--address",
+        "--quiet",
+        "--json",
+        "--help",
+    ],
     "show": ["--store", "--format", "--help"],
     "ls": ["--task", "--store", "--format", "--help"],
     "resume": ["--budget", "--store", "--device", "--workers", "--executor", "--force", "--quiet", "--json"],
@@ -344,15 +454,31 @@ FLAGS = {"--quiet", "--json", "--force", "--help"}
 def cli_home(tmp_path_factory):
     """A folder with a tiny tabular task, and a shared in-process memory store with one search."""
     home = tmp_path_factory.mktemp("cli-fuzz")
-    (home / "tab.toml").write_text((REPO / "tasks" / "nbgraph-cora.toml").read_text().replace(
-        'name = "nbgraph-cora"', 'name = "fuzz-cora"'))
+    (home / "tab.toml").write_text(
+        (REPO / "tasks" / "nbgraph-cora.toml").read_text().replace('name = "nbgraph-cora"', 'name = "fuzz-cora"')
+    )
     (home / "bad.toml").write_text("name = [\n")
     store = "memory://cli-fuzz"
-    code, out, err = nasw(["search", "--task", str(home / "tab.toml"), "--budget", "2", "--strategy", "random",
-                           "--store", store, "--json"], cwd=home)
+    code, out, err = nasw(
+        [
+            "search",
+            "--task",
+            str(home / "tab.toml"),
+            "--budget",
+            "2",
+            "--strategy",
+            "random",
+            "--store",
+            store,
+            "--json",
+        ],
+        cwd=home,
+    )
     assert code == 0, err
     search_id = json.loads(out)["search_id"]
-    trial_id = json.loads(nasw(["show", search_id, "--store", store, "--format", "json"], cwd=home)[1])["trials"][0]["trial_id"]
+    trial_id = json.loads(nasw(["show", search_id, "--store", store, "--format", "json"], cwd=home)[1])["trials"][0][
+        "trial_id"
+    ]
     return {"home": home, "store": store, "search_id": search_id, "trial_id": trial_id}
 
 
@@ -385,21 +511,38 @@ def cli_args(draw, ctx):
         # never a long search: one trial of a table lookup, whatever else was drawn
         args += ["--budget", "1", "--store", ctx["store"], "--quiet"]
         if "--task" not in args:
-            args += ["--task", draw(st.sampled_from([str(ctx["home"] / "tab.toml"), str(ctx["home"] / "bad.toml"),
-                                                     "no-such-task", "nbgraph-cora"]))]
+            args += [
+                "--task",
+                draw(
+                    st.sampled_from(
+                        [str(ctx["home"] / "tab.toml"), str(ctx["home"] / "bad.toml"), "no-such-task", "nbgraph-cora"]
+                    )
+                ),
+            ]
         else:
             i = args.index("--task")
             if i + 1 < len(args):
-                args[i + 1] = draw(st.sampled_from([str(ctx["home"] / "tab.toml"), str(ctx["home"] / "bad.toml"),
-                                                    "no-such-task", "", "tasks", args[i + 1] + ".toml"]))
+                args[i + 1] = draw(
+                    st.sampled_from(
+                        [
+                            str(ctx["home"] / "tab.toml"),
+                            str(ctx["home"] / "bad.toml"),
+                            "no-such-task",
+                            "",
+                            "tasks",
+                            args[i + 1] + ".toml",
+                        ]
+                    )
+                )
     if command == "resume":
         args += ["--budget", draw(st.sampled_from(["1", "2", "3"])), "--store", ctx["store"], "--quiet"]
     return args
 
 
 def _value_for(name: str, ctx):
-    stores = st.sampled_from([ctx["store"], "memory://", "ftp://nowhere", "sqlite:", "sqlite:///", " ",
-                              "http://", "memory://cli-fuzz"])
+    stores = st.sampled_from(
+        [ctx["store"], "memory://", "ftp://nowhere", "sqlite:", "sqlite:///", " ", "http://", "memory://cli-fuzz"]
+    )
     return {
         "--store": stores,
         "--budget": st.one_of(st.sampled_from(["0", "-1", "x", "1e9", "1"]), text_arg),
@@ -409,12 +552,15 @@ def _value_for(name: str, ctx):
         "--format": st.one_of(st.sampled_from(["table", "json", "csv", "xml"]), text_arg),
         "--strategy": st.one_of(st.sampled_from(["random", "evolution", "bo", "rl", "hillclimb", "magic"]), text_arg),
         "--option": st.one_of(
-            st.tuples(st.sampled_from(["population", "sample_size", "bogus", "morph", "objectives", "", "="]),
-                      st.sampled_from(["1", "0", "-5", "x", "[]", "{}", "null", "1e400", '"a"', "true"])).map("=".join),
+            st.tuples(
+                st.sampled_from(["population", "sample_size", "bogus", "morph", "objectives", "", "="]),
+                st.sampled_from(["1", "0", "-5", "x", "[]", "{}", "null", "1e400", '"a"', "true"]),
+            ).map("=".join),
             text_arg,
         ),
-        "--objectives": st.one_of(st.sampled_from(["val_accuracy,-latency", "val_accuracy", "-params,,", ",", "x,y"]),
-                                  text_arg),
+        "--objectives": st.one_of(
+            st.sampled_from(["val_accuracy,-latency", "val_accuracy", "-params,,", ",", "x,y"]), text_arg
+        ),
         "--device": st.sampled_from(["cpu", "cuda", "cuda:7", "tpu", "", "mps"]),
         "--out": st.sampled_from(["out.csv", "out.json", "plot.png", "no/such/dir/x.png", "", "."]),
         "--task": st.one_of(st.sampled_from(["nbgraph-cora", "no-such", ""]), text_arg),

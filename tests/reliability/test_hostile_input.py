@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import nasw, weights_file
+
 from metastore import open_store
 
 from .conftest import TINY_TOML
@@ -36,10 +36,14 @@ class Payload:
 
 def malicious_files(marker: Path) -> dict[str, bytes]:
     """The same payload in every form a weights file could take."""
-    out = {"pickle-protocol-2": pickle.dumps(Payload(marker), protocol=2),
-           "pickle-protocol-5": pickle.dumps({"w": Payload(marker)}, protocol=5)}
-    for name, obj in (("torch-zip", Payload(marker)),
-                      ("torch-zip-in-a-state-dict", {"weight": torch.zeros(2), "bias": Payload(marker)})):
+    out = {
+        "pickle-protocol-2": pickle.dumps(Payload(marker), protocol=2),
+        "pickle-protocol-5": pickle.dumps({"w": Payload(marker)}, protocol=5),
+    }
+    for name, obj in (
+        ("torch-zip", Payload(marker)),
+        ("torch-zip-in-a-state-dict", {"weight": torch.zeros(2), "bias": Payload(marker)}),
+    ):
         buf = io.BytesIO()
         torch.save(obj, buf)
         out[name] = buf.getvalue()
@@ -91,8 +95,23 @@ def test_nasw_resume_of_a_hill_climb_never_runs_planted_weights(tmp_path, shared
     (tmp_path / "hc.toml").write_text(hillclimb_toml())
     uri = shared_uri
     marker = tmp_path / "pwned"
-    code, out, err = nasw(["search", "--task", "hc.toml", "--strategy", "hillclimb", "--budget", 2, "--store", uri,
-                           "--option", "initial=1", "--json"], capsys)
+    code, out, err = nasw(
+        [
+            "search",
+            "--task",
+            "hc.toml",
+            "--strategy",
+            "hillclimb",
+            "--budget",
+            2,
+            "--store",
+            uri,
+            "--option",
+            "initial=1",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     sid = json.loads(out)["search_id"]
     store = open_store(uri)
@@ -114,20 +133,25 @@ def test_nasw_resume_of_a_hill_climb_never_runs_planted_weights(tmp_path, shared
 
 # -- genotypes read back from a shared store ------------------------------------------------------
 def absurd_chain(width: int = 10**9) -> str:
-    return json.dumps({"space": "chain-v1", "spec": {"layers": [{"op": "conv", "kernel": 3, "width": width,
-                                                                  "act": "relu"}]}})
+    return json.dumps(
+        {"space": "chain-v1", "spec": {"layers": [{"op": "conv", "kernel": 3, "width": width, "act": "relu"}]}}
+    )
 
 
 PLANTED = {
     "malformed JSON": "{not json",
     "not an object": "[1, 2, 3]",
-    "another space": json.dumps({"space": "nbgraph-v1", "spec": {"links": [0, 1, 1, 2], "ops": ["gat", "fc", "graph",
-                                                                                               "gcn"]}}),
+    "another space": json.dumps(
+        {"space": "nbgraph-v1", "spec": {"links": [0, 1, 1, 2], "ops": ["gat", "fc", "graph", "gcn"]}}
+    ),
     "an unknown space": json.dumps({"space": "os.system", "spec": "rm -rf /"}),
     "absurd width": absurd_chain(),
     "absurd width, only in genotype.json": json.dumps(
-        {"space": "chain-v1", "spec": {"layers": [{"op": "conv", "kernel": 3, "width": 10**9, "act": "relu"}],
-                                       "padding": "x" * 9000}}),
+        {
+            "space": "chain-v1",
+            "spec": {"layers": [{"op": "conv", "kernel": 3, "width": 10**9, "act": "relu"}], "padding": "x" * 9000},
+        }
+    ),
     "deep nesting": "[" * 5000 + "]" * 5000,
     "empty": "",
 }
@@ -165,16 +189,25 @@ def planted_search(tmp_path, shared_uri):
 def test_nasw_show_and_export_survive_planted_genotypes(planted_search, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri, sid = planted_search["uri"], planted_search["sid"]
-    for args in (["show", sid], ["show", sid, "--format", "json"], ["export", sid], ["export", sid, "--format", "json"],
-                 ["ls"], ["compare", sid, "--out", "c.png"], ["report", sid, "--out", "r.html"],
-                 *[["lineage", tid] for tid in planted_search["planted"]],
-                 *[["lineage", tid, "--format", "json"] for tid in planted_search["planted"]]):
+    for args in (
+        ["show", sid],
+        ["show", sid, "--format", "json"],
+        ["export", sid],
+        ["export", sid, "--format", "json"],
+        ["ls"],
+        ["compare", sid, "--out", "c.png"],
+        ["report", sid, "--out", "r.html"],
+        *[["lineage", tid] for tid in planted_search["planted"]],
+        *[["lineage", tid, "--format", "json"] for tid in planted_search["planted"]],
+    ):
         code, out, err = nasw([*args, "--store", uri], capsys)
         assert code == 0, (args, err)
         assert "Traceback" not in out + err
     code, out, _ = nasw(["show", sid, "--store", uri, "--format", "json"], capsys)
     shown = {t["trial_id"]: t for t in json.loads(out)["trials"]}
-    assert shown[next(t for t, w in planted_search["planted"].items() if w == "malformed JSON")]["genotype"] == "{not json"
+    assert (
+        shown[next(t for t, w in planted_search["planted"].items() if w == "malformed JSON")]["genotype"] == "{not json"
+    )
 
 
 def test_resume_never_builds_or_uses_planted_genotypes(planted_search, capsys, monkeypatch):
@@ -244,14 +277,17 @@ def test_build_model_refuses_absurd_networks_before_allocating():
         build_model(Genotype.from_json(absurd_chain()), (1, 8, 8), 10)
 
 
-@pytest.mark.parametrize("kind, settings", [
-    ("chain", {"max_layers": 10**9}),
-    ("chain", {"widths": [10**9]}),
-    ("dag", {"width": 10**9}),
-    ("cell", {"cells_per_stage": 10**9}),
-    ("cell", {"stages": 10**6}),
-    ("chain", {"widths": ["8; rm -rf /"]}),
-])
+@pytest.mark.parametrize(
+    "kind, settings",
+    [
+        ("chain", {"max_layers": 10**9}),
+        ("chain", {"widths": [10**9]}),
+        ("dag", {"width": 10**9}),
+        ("cell", {"cells_per_stage": 10**9}),
+        ("cell", {"stages": 10**6}),
+        ("chain", {"widths": ["8; rm -rf /"]}),
+    ],
+)
 def test_absurd_space_settings_read_back_from_a_store_are_refused(kind, settings):
     from workbench.errors import UserError
     from workbench.space.registry import make_space
@@ -260,19 +296,53 @@ def test_absurd_space_settings_read_back_from_a_store_are_refused(kind, settings
         make_space(kind, **settings)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"task": "not a table", "strategy": "random", "budget": 3}, "must be a table"),
-    ({"task": {"name": "x", "kind": "trained", "dataset": {"loader": "digits"}, "space": {"kind": "chain"},
-               "exec": "__import__('os')"}, "strategy": "random", "budget": 3}, "unknown keys"),
-    ({"strategy": "random"}, "no usable spec"),
-    ({"task": None, "strategy": "os.system", "budget": 3}, ""),
-    ({"task": {"name": "x", "dataset": {"loader": "digits"}, "space": {"kind": "chain", "max_layers": 10**9}},
-      "strategy": "random", "budget": 3}, "max_layers"),
-    ({"task": {"name": "x", "dataset": {"loader": "digits"}, "space": {"kind": "chain"}},
-      "strategy": "random", "budget": "many"}, "no usable spec"),
-    ({"task": {"name": "x", "dataset": {"loader": "digits"}, "space": {"kind": "chain"}},
-      "strategy": "random", "strategy_options": {"__class__": 1}, "budget": 3}, "option"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"task": "not a table", "strategy": "random", "budget": 3}, "must be a table"),
+        (
+            {
+                "task": {
+                    "name": "x",
+                    "kind": "trained",
+                    "dataset": {"loader": "digits"},
+                    "space": {"kind": "chain"},
+                    "exec": "__import__('os')",
+                },
+                "strategy": "random",
+                "budget": 3,
+            },
+            "unknown keys",
+        ),
+        ({"strategy": "random"}, "no usable spec"),
+        ({"task": None, "strategy": "os.system", "budget": 3}, ""),
+        (
+            {
+                "task": {"name": "x", "dataset": {"loader": "digits"}, "space": {"kind": "chain", "max_layers": 10**9}},
+                "strategy": "random",
+                "budget": 3,
+            },
+            "max_layers",
+        ),
+        (
+            {
+                "task": {"name": "x", "dataset": {"loader": "digits"}, "space": {"kind": "chain"}},
+                "strategy": "random",
+                "budget": "many",
+            },
+            "no usable spec",
+        ),
+        (
+            {
+                "task": {"name": "x", "dataset": {"loader": "digits"}, "space": {"kind": "chain"}},
+                "strategy": "random",
+                "strategy_options": {"__class__": 1},
+                "budget": 3,
+            },
+            "option",
+        ),
+    ],
+)
 def test_a_planted_search_spec_is_one_clear_error_on_resume(shared_uri, capsys, spec, message):
     uri = shared_uri
     store = open_store(uri)

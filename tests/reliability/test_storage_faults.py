@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import nasw, weights_file
+
 from metastore import open_store
 from workbench.errors import StoreError
 from workbench.strategy.base import Proposal
@@ -49,7 +49,11 @@ def test_an_unreachable_server_is_one_clear_error_within_seconds(tmp_path):
     t0 = time.monotonic()
     r = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "search", "--task", "nbgraph-cora", "--budget", "1", "--store", uri],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
     )
     elapsed = time.monotonic() - t0
     assert r.returncode == 2, r.stderr
@@ -187,8 +191,10 @@ def test_disk_full_while_saving_weights_finishes_the_trial_with_a_note(sqlite_st
 
     # a child of the trial without weights trains from scratch, with a note; nothing crashes
     monkeypatch.setattr(torch, "save", real_save)
-    g = search.space.mutate(__import__("workbench.space.genotype", fromlist=["Genotype"]).Genotype.from_json(
-        trials[1].genotype_json), __import__("numpy").random.default_rng(0))
+    g = search.space.mutate(
+        __import__("workbench.space.genotype", fromlist=["Genotype"]).Genotype.from_json(trials[1].genotype_json),
+        __import__("numpy").random.default_rng(0),
+    )
     proposal = Proposal(g, parent_trial=trials[1].trial_id)
     obs = search.record(search.execute(search.start_trial(proposal, 3)), g)
     child = store.trial(obs.trial_id)

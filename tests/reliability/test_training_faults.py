@@ -13,8 +13,8 @@ import time
 
 import pytest
 import torch
-
 from helpers import nasw
+
 from metastore import open_store
 from workbench.errors import TrialFailed
 
@@ -29,7 +29,9 @@ def check_search(store, result, budget, failed_numbers, reason_part):
     """The budget was spent; exactly ``failed_numbers`` failed, each with ``reason_part``."""
     trials = by_number(store, result.search_id)
     assert result.n_trials == budget and len(trials) == budget
-    assert {n for n, t in trials.items() if t.state == "failed"} == set(failed_numbers), {n: t.reason for n, t in trials.items()}
+    assert {n for n, t in trials.items() if t.state == "failed"} == set(failed_numbers), {
+        n: t.reason for n, t in trials.items()
+    }
     for n in failed_numbers:
         assert reason_part in (trials[n].reason or ""), trials[n].reason
     for n, t in trials.items():
@@ -85,8 +87,9 @@ def test_exploding_gradients_fail_the_trial_and_the_search_goes_on(memory_uri, r
     result = search.run()
     check_search(store, result, 4, {1}, "diverged: gradient norm is")
     watch.assert_intact()
-    assert not any(o.genotype.key == store.trials(result.search_id)[1].genotype_key and o.ok
-                   for o in search.strategy.history)
+    assert not any(
+        o.genotype.key == store.trials(result.search_id)[1].genotype_key and o.ok for o in search.strategy.history
+    )
     show_lists_failed(memory_uri, result.search_id, [1], capsys)
 
 
@@ -173,7 +176,9 @@ def test_out_of_memory_with_a_batch_that_cannot_be_halved_fails_at_once():
 def test_a_cpu_allocation_failure_counts_as_out_of_memory():
     from workbench.evaluate.trainer import is_out_of_memory
 
-    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"))
+    assert is_out_of_memory(
+        RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+    )
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
@@ -266,7 +271,7 @@ def test_the_watchdog_leaves_other_timers_alone():
 
 
 # -- a user's data loader that raises --------------------------------------------------------------
-LOADERS = '''
+LOADERS = """
 from workbench.data.builtin import load_digits
 
 def broken(seed, test, valid, **options):
@@ -277,7 +282,7 @@ def not_splits(seed, test, valid, **options):
 
 def works(seed, test, valid, **options):
     return load_digits(seed=seed, test=test, valid=valid)
-'''
+"""
 
 
 @pytest.fixture
@@ -293,10 +298,13 @@ def user_loaders(tmp_path, monkeypatch):
     base._cached.cache_clear()
 
 
-@pytest.mark.parametrize("loader, message", [
-    ("broken", "dataset loader 'broken' failed: OSError: the dataset server is down"),
-    ("not_splits", "dataset loader 'not_splits' returned list, expected Splits"),
-])
+@pytest.mark.parametrize(
+    "loader, message",
+    [
+        ("broken", "dataset loader 'broken' failed: OSError: the dataset server is down"),
+        ("not_splits", "dataset loader 'not_splits' returned list, expected Splits"),
+    ],
+)
 def test_a_loader_that_cannot_load_stops_the_search_before_any_trial(user_loaders, capsys, loader, message):
     tmp_path = user_loaders
     (tmp_path / "t.toml").write_text(TINY_TOML.replace('loader = "digits"', f'loader = "{loader}"'))
@@ -388,11 +396,19 @@ def test_strategies_never_take_a_failed_trial_with_good_partial_metrics_as_good(
         if g.key not in {x.key for x in gs}:
             gs.append(g)
     records = [
-        TrialRecord(trial_id=f"t{i}", search_id="s", task="t", number=i, genotype_json=g.to_json(),
-                    genotype_key=g.key, state="failed" if i % 2 else "finished",
-                    metrics={"val_accuracy": 0.999, "latency": 1e-9} if i % 2 else
-                    {"val_accuracy": 0.5 + 0.01 * i, "latency": 1e-3},
-                    reason="diverged: training loss is nan at epoch 1" if i % 2 else None)
+        TrialRecord(
+            trial_id=f"t{i}",
+            search_id="s",
+            task="t",
+            number=i,
+            genotype_json=g.to_json(),
+            genotype_key=g.key,
+            state="failed" if i % 2 else "finished",
+            metrics={"val_accuracy": 0.999, "latency": 1e-9}
+            if i % 2
+            else {"val_accuracy": 0.5 + 0.01 * i, "latency": 1e-3},
+            reason="diverged: training loss is nan at epoch 1" if i % 2 else None,
+        )
         for i, g in enumerate(gs)
     ]
     obs = [observation_of(r, "val_accuracy", space) for r in records]
@@ -416,8 +432,10 @@ def test_search_best_and_show_never_pick_a_failed_trial(memory_uri, capsys):
     from workbench.search import resume_search
 
     store = open_store(memory_uri)
-    code, out, err = nasw(["search", "--task", "nbgraph-cora", "--budget", 3, "--store", memory_uri, "--json",
-                           "--strategy", "random"], capsys)
+    code, out, err = nasw(
+        ["search", "--task", "nbgraph-cora", "--budget", 3, "--store", memory_uri, "--json", "--strategy", "random"],
+        capsys,
+    )
     assert code == 0, err
     sid = json.loads(out)["search_id"]
     g = store.trials(sid)[0]

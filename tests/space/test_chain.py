@@ -83,13 +83,15 @@ def test_other_space_and_malformed_json_rejected():
 
 
 def test_contains_the_convolutional_models_that_matter():
-    g = SPACE.make([
-        {"op": "conv", "kernel": 5, "width": 64, "act": "relu"},
-        {"op": "conv", "kernel": 3, "width": 64, "act": "relu"},
-        {"op": "maxpool"},
-        {"op": "sepconv", "kernel": 3, "width": 64, "act": "gelu"},
-        {"op": "dense", "width": 256, "act": "relu"},
-    ])
+    g = SPACE.make(
+        [
+            {"op": "conv", "kernel": 5, "width": 64, "act": "relu"},
+            {"op": "conv", "kernel": 3, "width": 64, "act": "relu"},
+            {"op": "maxpool"},
+            {"op": "sepconv", "kernel": 3, "width": 64, "act": "gelu"},
+            {"op": "dense", "width": 256, "act": "relu"},
+        ]
+    )
     net = build_model(g, (1, 40), 10)
     kinds = [type(m).__name__ for m in net.modules()]
     assert "Conv1d" in kinds and "MaxPool1d" in kinds and "Linear" in kinds

@@ -200,8 +200,7 @@ def test_key_ignores_dead_nodes_single_input_merges_and_macro(seed):
     assert with_dead.key == g.key
     # the merge of a single-input node does not matter
     flipped = [
-        DagNode(x.op, "concat" if x.merge == "add" else "add", x.inputs) if len(x.inputs) == 1 else x
-        for x in nodes
+        DagNode(x.op, "concat" if x.merge == "add" else "add", x.inputs) if len(x.inputs) == 1 else x for x in nodes
     ]
     assert genotype(flipped).key == g.key
     # the macro (a task setting) is not part of the key
@@ -252,7 +251,9 @@ def test_encodings_have_fixed_width_and_known_entries(rng):
     assert onehot.shape == (40, SPACE.onehot_width) == (40, 15 + 5 * 8)
     assert path.shape == (40, SPACE.path_width) == (40, 7 + 49 + 343)
     assert onehot.dtype == np.float64 and path.dtype == np.float64
-    chain = genotype([{"op": "conv3", "merge": "add", "inputs": [0]}, {"op": "conv5", "merge": "add", "inputs": [0, 1]}])
+    chain = genotype(
+        [{"op": "conv3", "merge": "add", "inputs": [0]}, {"op": "conv5", "merge": "add", "inputs": [0, 1]}]
+    )
     p = SPACE.encode([chain], "path")[0]
     index = SPACE._path_index
     assert p[index[("conv5",)]] == 1 and p[index[("conv3", "conv5")]] == 1 and p.sum() == 2
@@ -286,7 +287,9 @@ def test_every_genotype_builds_a_working_network(seed, shape):
 
 
 def test_network_trains_a_step_and_respects_width():
-    g = DagSpace(width=4).make([{"op": "sepconv3", "merge": "add", "inputs": [0]}, {"op": "conv5", "merge": "concat", "inputs": [0, 1]}])
+    g = DagSpace(width=4).make(
+        [{"op": "sepconv3", "merge": "add", "inputs": [0]}, {"op": "conv5", "merge": "concat", "inputs": [0, 1]}]
+    )
     net = build_model(g, (3, 8, 8), 5)
     assert net.head.in_features == 4
     x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
@@ -340,8 +343,16 @@ def test_wrong_space_and_restricted_ops_are_rejected():
 
 @pytest.mark.parametrize(
     "settings_",
-    [{"max_nodes": 0}, {"max_nodes": 13}, {"width": 0}, {"ops": ["conv9"]}, {"ops": []}, {"path_length": 9},
-     {"min_nodes": 6}, {"max_nodes": 1, "ops": ["conv3"]}],
+    [
+        {"max_nodes": 0},
+        {"max_nodes": 13},
+        {"width": 0},
+        {"ops": ["conv9"]},
+        {"ops": []},
+        {"path_length": 9},
+        {"min_nodes": 6},
+        {"max_nodes": 1, "ops": ["conv3"]},
+    ],
 )
 def test_bad_settings_are_user_errors(settings_):
     with pytest.raises(UserError):

@@ -130,7 +130,9 @@ def test_encoding_is_inner_encoding_then_normalised_hyperparameters(encoding):
     assert np.array_equal(x[:, :-4], inner)
     assert (x[:, -4:] >= 0).all() and (x[:, -4:] <= 1).all()
     arch = gs[0].value["arch"]
-    lo = joint(Genotype.of(arch["space"], arch["spec"]), {"lr": 1e-4, "weight_decay": 1e-2, "batch_size": 32, "epochs": 10})
+    lo = joint(
+        Genotype.of(arch["space"], arch["spec"]), {"lr": 1e-4, "weight_decay": 1e-2, "batch_size": 32, "epochs": 10}
+    )
     assert space.encode([lo], encoding)[0, -4:].tolist() == [0.0, 1.0, 0.0, 0.5]
     mid = joint(JointSpace.architecture(lo), {**HP, "lr": 10**-2.5, "weight_decay": 1e-4})
     np.testing.assert_allclose(space.encode([mid], encoding)[0, -4:-2], [0.5, 0.5])
@@ -165,12 +167,18 @@ def test_chain_base_works_when_available(rng):
     ("change", "message"),
     [
         (lambda s: {**s, "hp": {**s["hp"], "lr": 0.5}}, r"'lr' must be in \[0.0001, 0.1\]; got 0.5"),
-        (lambda s: {**s, "hp": {**s["hp"], "batch_size": 48}}, r"'batch_size' must be one of \[32, 64, 128, 256\]; got 48"),
+        (
+            lambda s: {**s, "hp": {**s["hp"], "batch_size": 48}},
+            r"'batch_size' must be one of \[32, 64, 128, 256\]; got 48",
+        ),
         (lambda s: {**s, "hp": {**s["hp"], "epochs": 2.5}}, "'epochs' must be a positive integer"),
         (lambda s: {**s, "hp": {"lr": 0.01}}, "must have keys"),
         (lambda s: {**s, "hp": {**s["hp"], "weight_decay": -1}}, "positive finite number"),
         (lambda s: {"arch": s["arch"]}, r"must have keys \['arch', 'hp'\]"),
-        (lambda s: {**s, "arch": {"space": "cell-v1", "spec": {"edges": ["none"] * 6}}}, "belongs to space 'cell-v1', expected 'dag-v1'"),
+        (
+            lambda s: {**s, "arch": {"space": "cell-v1", "spec": {"edges": ["none"] * 6}}},
+            "belongs to space 'cell-v1', expected 'dag-v1'",
+        ),
         (lambda s: {**s, "arch": {"space": "dag-v1", "spec": {"nodes": []}}}, "1..4 nodes; got 0"),
         (lambda s: {**s, "arch": s["arch"]["spec"]}, "'arch' must be"),
     ],

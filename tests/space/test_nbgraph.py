@@ -93,9 +93,7 @@ def test_equivalent_spellings_share_a_key() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     links=st.tuples(st.just(0), st.integers(0, 1), st.integers(0, 2), st.integers(0, 3)),
-    ops=st.lists(st.sampled_from(tables.OPS), min_size=4, max_size=4).filter(
-        lambda o: set(o) != {"skip"}
-    ),
+    ops=st.lists(st.sampled_from(tables.OPS), min_size=4, max_size=4).filter(lambda o: set(o) != {"skip"}),
 )
 def test_every_well_formed_spelling_is_a_member(links: tuple[int, ...], ops: list[str]) -> None:
     space = NBGraphSpace("cora")

@@ -19,7 +19,6 @@ pytest.importorskip("botorch")
 
 from workbench.strategy.bo.acquisition import log_ei, reference_point  # noqa: E402
 from workbench.strategy.bo.model import (  # noqa: E402
-    DTYPE,
     FitSettings,
     GPModel,
     KernelLayout,

@@ -111,7 +111,9 @@ def _sources(space, specs, n: int = 80):
 def test_fast_multitask_gp_posterior_equals_botorch_multitask_gp(space, vals):
     bo = BayesianOptimization(space)
     layout = bo._layout()
-    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("computers", table_arrays("computers").val_accuracy)], 60)
+    raw = _sources(
+        space, [("cs", table_arrays("cs").val_accuracy), ("computers", table_arrays("computers").val_accuracy)], 60
+    )
     sources = prepare_sources(raw, bo._features, lambda v: transform_targets(v, "rank"))
     gp = FastMultiTaskGP(sources, layout, FitSettings())
     idx = np.random.default_rng(3).choice(len(vals), 12, replace=False)
@@ -197,7 +199,9 @@ def test_a_source_that_is_the_target_itself_finds_the_top_1_percent_far_faster(s
     for seed in range(2):
         gs, vs = _search_history(space, vals, seed=100 + seed, n=100)
         src = [WarmSource(DATASET, tuple(gs), vs, 1.0)]
-        warm.append(_run(BayesianOptimization(space, seed=seed, sources=src, transfer=transfer), space, vals, 40, threshold))
+        warm.append(
+            _run(BayesianOptimization(space, seed=seed, sources=src, transfer=transfer), space, vals, 40, threshold)
+        )
         cold.append(_run(BayesianOptimization(space, seed=seed), space, vals, 40, threshold))
     assert max(warm) <= 3, (warm, cold)
     assert np.median(warm) * 4 <= np.median(cold), (warm, cold)
@@ -235,14 +239,20 @@ def test_replay_with_sources_reproduces_the_next_proposal(space, vals, transfer)
 
 @pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
 def test_sources_are_fitted_once_not_on_every_ask(space, vals, transfer, monkeypatch):
-    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("arxiv", table_arrays("arxiv").val_accuracy),
-                           ("cora", table_arrays("cora").val_accuracy)])
+    raw = _sources(
+        space,
+        [
+            ("cs", table_arrays("cs").val_accuracy),
+            ("arxiv", table_arrays("arxiv").val_accuracy),
+            ("cora", table_arrays("cora").val_accuracy),
+        ],
+    )
     fits = []
     original = GPModel.fit.__func__
 
-    def counting(cls, x, y, layout, settings=FitSettings()):
+    def counting(cls, x, y, layout, settings=None):
         fits.append(x.shape[0])
-        return original(cls, x, y, layout, settings)
+        return original(cls, x, y, layout, settings if settings is not None else FitSettings())
 
     monkeypatch.setattr(GPModel, "fit", classmethod(counting))
     strat = BayesianOptimization(space, seed=0, sources=raw, transfer=transfer)
@@ -271,9 +281,11 @@ def test_batches_and_pending_stay_distinct(space, vals):
 def test_sources_in_a_space_without_a_pool(chain_space, rng):
     gs = [chain_space.sample(rng) for _ in range(30)]
     vs = rng.normal(size=30)
-    strat = BayesianOptimization(chain_space, seed=0, sources=[WarmSource("other", tuple(gs), vs, 1.0)], n_samples=100, n_mutations=20)
+    strat = BayesianOptimization(
+        chain_space, seed=0, sources=[WarmSource("other", tuple(gs), vs, 1.0)], n_samples=100, n_mutations=20
+    )
     seen = set()
-    for k in range(4):
+    for _ in range(4):
         (p,) = strat.ask(1)
         assert p.genotype.key not in seen
         seen.add(p.genotype.key)

@@ -29,7 +29,9 @@ def drive(s, n, with_ids=True):
     return props
 
 
-@pytest.mark.parametrize("space", [ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32]), DagSpace(max_nodes=5)])
+@pytest.mark.parametrize(
+    "space", [ChainSpace(max_layers=5, widths=[8, 16, 32], dense_widths=[16, 32]), DagSpace(max_nodes=5)]
+)
 def test_children_of_the_incumbent_through_morphisms(space):
     s = make_strategy("hillclimb", space, seed=0, initial=1)
     assert isinstance(s, HillClimb)
@@ -59,7 +61,8 @@ def test_parent_is_the_incumbent_unless_it_cannot_grow():
             if p.parent_trial != s.incumbent.trial_id:
                 rng = np.random.default_rng(0)
                 assert all(
-                    (r := random_morphisms(s.incumbent.genotype, rng, 1, space=space)) is None or not s.is_new(r[0], set())
+                    (r := random_morphisms(s.incumbent.genotype, rng, 1, space=space)) is None
+                    or not s.is_new(r[0], set())
                     for _ in range(20)
                 )
         s.tell([Observation(p.genotype, score(p.genotype), trial_id=f"t{i}")])
@@ -139,8 +142,9 @@ def test_the_cheapest_of_the_candidate_children_is_proposed():
     space = ChainSpace(max_layers=6, kernels=[3, 5, 7], widths=[16, 32, 64], dense_widths=[32, 64])
     costs = {}
     for children in (1, 6):
-        s = HillClimb(space, seed=3, input_shape=(1, 40), children=children, initial=1,
-                      cost=lambda g: multiply_adds(g, (1, 40)))
+        s = HillClimb(
+            space, seed=3, input_shape=(1, 40), children=children, initial=1, cost=lambda g: multiply_adds(g, (1, 40))
+        )
         props = drive(s, 10)
         costs[children] = sum(multiply_adds(p.genotype, (1, 40)) for p in props[1:])
         assert all(p.parent_trial for p in props[1:])
@@ -156,8 +160,9 @@ def test_children_keep_inheriting_from_the_best_trial_that_can_still_grow():
     s = HillClimb(space, seed=2, initial=1)
     for i in range(30):
         (p,) = s.ask(1)
-        growable = [o for o in sorted(s.successes, key=lambda o: o.value, reverse=True)
-                    if morph_sites(o.genotype, space=space)]
+        growable = [
+            o for o in sorted(s.successes, key=lambda o: o.value, reverse=True) if morph_sites(o.genotype, space=space)
+        ]
         if s.successes and growable:
             assert p.parent_trial is not None and p.morphisms  # not a from-scratch mutant
             assert p.parent_trial in [o.trial_id for o in growable]
@@ -169,8 +174,14 @@ def test_initial_random_trials_then_the_climb_and_a_margin_grows_the_cheapest_ne
     from workbench.space.morphs import morph_sites
 
     space = ChainSpace(max_layers=5, kernels=[3, 5], widths=[8, 16, 32], dense_widths=[16, 32])
-    s = HillClimb(space, seed=4, input_shape=(1, 40), initial=4, margin=1.0,  # every trial is "near best"
-                  cost=lambda g: multiply_adds(g, (1, 40)))
+    s = HillClimb(
+        space,
+        seed=4,
+        input_shape=(1, 40),
+        initial=4,
+        margin=1.0,  # every trial is "near best"
+        cost=lambda g: multiply_adds(g, (1, 40)),
+    )
     props = drive(s, 12)
     assert all(p.parent_trial is None for p in props[:4]) and all(p.parent_trial for p in props[4:])
     cost = {f"t{i}": multiply_adds(p.genotype, (1, 40)) for i, p in enumerate(props)}

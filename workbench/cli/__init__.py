@@ -18,6 +18,18 @@ from workbench.cli.running import resume_cmd, search_cmd
 from workbench.cli.tasks import task_group, task_init_cmd, tasks_cmd
 
 __all__ = [
-    "cli", "compare_cmd", "export_cmd", "lineage_cmd", "ls_cmd", "main", "report_cmd", "resume_cmd", "search_cmd",
-    "show_cmd", "task_group", "task_init_cmd", "tasks_cmd", "ui_cmd",
+    "cli",
+    "compare_cmd",
+    "export_cmd",
+    "lineage_cmd",
+    "ls_cmd",
+    "main",
+    "report_cmd",
+    "resume_cmd",
+    "search_cmd",
+    "show_cmd",
+    "task_group",
+    "task_init_cmd",
+    "tasks_cmd",
+    "ui_cmd",
 ]

@@ -118,8 +118,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         click.echo(
-            _error_line(f"internal error: {type(exc).__name__}{': ' + text if text else ''} "
-                        f"(please report it; set {DEBUG_ENV}=1 for the traceback)"),
+            _error_line(
+                f"internal error: {type(exc).__name__}{': ' + text if text else ''} "
+                f"(please report it; set {DEBUG_ENV}=1 for the traceback)"
+            ),
             err=True,
         )
         sys.exit(1)

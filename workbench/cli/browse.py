@@ -20,23 +20,55 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
     st = store_of(store)
     rows = st.searches(task_name)
     if fmt == "json":
-        click.echo(json.dumps([
-            {"search_id": s.search_id, "task": s.task, "strategy": s.strategy, "state": s.state, "seed": s.seed,
-             "n_trials": s.n_trials, "objective": s.objective, "summary": s.summary, "start_time": s.start_time}
-            for s in rows
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "search_id": s.search_id,
+                        "task": s.task,
+                        "strategy": s.strategy,
+                        "state": s.state,
+                        "seed": s.seed,
+                        "n_trials": s.n_trials,
+                        "objective": s.objective,
+                        "summary": s.summary,
+                        "start_time": s.start_time,
+                    }
+                    for s in rows
+                ],
+                indent=2,
+            )
+        )
         return
     from datetime import datetime
 
     from rich.console import Console
 
-    table = narrow_table("search", "task", "strategy", "seed", "state", "n", "best", "test", "started",
-                         wrap=("task",), show_edge=False, padding=(0, 0),
-                         caption="n: trials; best: best objective; test: its test accuracy")
+    table = narrow_table(
+        "search",
+        "task",
+        "strategy",
+        "seed",
+        "state",
+        "n",
+        "best",
+        "test",
+        "started",
+        wrap=("task",),
+        show_edge=False,
+        padding=(0, 0),
+        caption="n: trials; best: best objective; test: its test accuracy",
+    )
     for s in rows:
         table.add_row(
-            s.search_id[:8], s.task, s.strategy, str(s.seed), s.state, str(s.n_trials),
-            fmt_num(s.summary.get(f"best_{s.objective}")), fmt_num(s.summary.get("best_test_accuracy")),
+            s.search_id[:8],
+            s.task,
+            s.strategy,
+            str(s.seed),
+            s.state,
+            str(s.n_trials),
+            fmt_num(s.summary.get(f"best_{s.objective}")),
+            fmt_num(s.summary.get("best_test_accuracy")),
             datetime.fromtimestamp(s.start_time).strftime("%m-%d %H:%M") if s.start_time else "-",
         )
     Console().print(table if rows else f"no searches in {st.uri}")
@@ -53,16 +85,34 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
     rec = st.search(sid)
     trials = st.trials(sid)
     if fmt == "json":
-        click.echo(json.dumps({
-            "search_id": sid, "task": rec.task, "strategy": rec.strategy, "state": rec.state, "seed": rec.seed,
-            "objective": rec.objective, "summary": rec.summary, "tags": rec.tags,
-            "trials": [
-                {"trial_id": t.trial_id, "number": t.number, "state": t.state, "metrics": t.metrics,
-                 "genotype": genotype_obj(t.genotype_json), "genotype_key": t.genotype_key,
-                 "parent_trial": t.parent_trial, "reason": t.reason}
-                for t in trials
-            ],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "search_id": sid,
+                    "task": rec.task,
+                    "strategy": rec.strategy,
+                    "state": rec.state,
+                    "seed": rec.seed,
+                    "objective": rec.objective,
+                    "summary": rec.summary,
+                    "tags": rec.tags,
+                    "trials": [
+                        {
+                            "trial_id": t.trial_id,
+                            "number": t.number,
+                            "state": t.state,
+                            "metrics": t.metrics,
+                            "genotype": genotype_obj(t.genotype_json),
+                            "genotype_key": t.genotype_key,
+                            "parent_trial": t.parent_trial,
+                            "reason": t.reason,
+                        }
+                        for t in trials
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
 
@@ -70,17 +120,39 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
 
     obj = rec.objective
     short = {"val_accuracy": "val acc", "test_accuracy": "test acc", "neg_val_loss": "-val loss"}
-    table = narrow_table("no", "trial", "state", short.get(obj, obj), "test acc", "params", "secs",
-                         title=f"{rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}", caption=f"search {sid}")
+    table = narrow_table(
+        "no",
+        "trial",
+        "state",
+        short.get(obj, obj),
+        "test acc",
+        "params",
+        "secs",
+        title=f"{rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}",
+        caption=f"search {sid}",
+    )
     table.add_column("genotype / reason", overflow="fold", min_width=8, max_width=36)
-    best = max((t for t in trials if t.state == "finished" and obj in t.metrics), key=lambda t: t.metrics[obj], default=None)
+    best = max(
+        (t for t in trials if t.state == "finished" and obj in t.metrics), key=lambda t: t.metrics[obj], default=None
+    )
     for t in trials:
-        style = "bold green" if best is not None and t.trial_id == best.trial_id else ("red" if t.state == "failed" else None)
+        style = (
+            "bold green"
+            if best is not None and t.trial_id == best.trial_id
+            else ("red" if t.state == "failed" else None)
+        )
         detail = t.reason if t.state == "failed" else describe_json(t.genotype_json)
         params = t.metrics.get("params")
         table.add_row(
-            str(t.number), t.trial_id[:10], t.state, fmt_num(t.metrics.get(obj)), fmt_num(t.metrics.get("test_accuracy")),
-            "-" if params is None else f"{int(params):,}", fmt_num(t.metrics.get("train_seconds"), 1), detail or "", style=style,
+            str(t.number),
+            t.trial_id[:10],
+            t.state,
+            fmt_num(t.metrics.get(obj)),
+            fmt_num(t.metrics.get("test_accuracy")),
+            "-" if params is None else f"{int(params):,}",
+            fmt_num(t.metrics.get("train_seconds"), 1),
+            detail or "",
+            style=style,
         )
     Console().print(table)
 
@@ -100,25 +172,51 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
     line = ancestors(st, tid)
     kids = children(st, line[-1].trial)
     if fmt == "json":
-        click.echo(json.dumps({
-            "trial_id": tid,
-            "ancestors": [
-                {"trial_id": g.trial.trial_id, "task": g.trial.task, "search_id": g.trial.search_id,
-                 "number": g.trial.number, "state": g.trial.state, "parent_trial": g.trial.parent_trial,
-                 "genotype": genotype_obj(g.trial.genotype_json), "steps": [s.to_dict() for s in g.steps],
-                 "inherited": g.inherited, "warning": g.warning, "metrics": g.trial.metrics}
-                for g in line
-            ],
-            "children": [{"trial_id": c.trial_id, "number": c.number, "metrics": c.metrics} for c in kids],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "trial_id": tid,
+                    "ancestors": [
+                        {
+                            "trial_id": g.trial.trial_id,
+                            "task": g.trial.task,
+                            "search_id": g.trial.search_id,
+                            "number": g.trial.number,
+                            "state": g.trial.state,
+                            "parent_trial": g.trial.parent_trial,
+                            "genotype": genotype_obj(g.trial.genotype_json),
+                            "steps": [s.to_dict() for s in g.steps],
+                            "inherited": g.inherited,
+                            "warning": g.warning,
+                            "metrics": g.trial.metrics,
+                        }
+                        for g in line
+                    ],
+                    "children": [{"trial_id": c.trial_id, "number": c.number, "metrics": c.metrics} for c in kids],
+                },
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
 
     root = line[0].trial
     title = f"lineage of trial {tid[:12]} ({len(line)} generation{'s' if len(line) != 1 else ''})"
-    table = narrow_table("gen", "trial", "task #", "val", "test", "epochs", "genotype", "from parent",
-                         wrap=("task #", "genotype", "from parent"), title=title, show_edge=False,
-                         padding=(0, 1), collapse_padding=True)
+    table = narrow_table(
+        "gen",
+        "trial",
+        "task #",
+        "val",
+        "test",
+        "epochs",
+        "genotype",
+        "from parent",
+        wrap=("task #", "genotype", "from parent"),
+        title=title,
+        show_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
     for depth, g in enumerate(line):
         t = g.trial
         if depth == 0:
@@ -129,23 +227,32 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
             how += f" [red]! {g.warning}[/red]"
         epochs = t.metrics.get("epochs")
         table.add_row(  # an unfinished trial shows its state where its accuracy would be
-            str(depth), t.trial_id[:8], f"{t.task} #{t.number}",
+            str(depth),
+            t.trial_id[:8],
+            f"{t.task} #{t.number}",
             fmt_num(t.metrics.get("val_accuracy")) if t.state == "finished" else t.state,
-            fmt_num(t.metrics.get("test_accuracy")), "-" if epochs is None else str(int(epochs)),
-            describe_json(t.genotype_json), how, style="bold" if t.trial_id == tid else None,
+            fmt_num(t.metrics.get("test_accuracy")),
+            "-" if epochs is None else str(int(epochs)),
+            describe_json(t.genotype_json),
+            how,
+            style="bold" if t.trial_id == tid else None,
         )
     console = Console()
     console.print(table)
     if root.parent_trial is None and len(line) == 1 and not kids:
         console.print("no parent and no children: trained from scratch")
     if kids:
-        listed = ", ".join(f"#{c.number} {c.trial_id[:12]} (val {fmt_num(c.metrics.get('val_accuracy'))})" for c in kids[:20])
+        listed = ", ".join(
+            f"#{c.number} {c.trial_id[:12]} (val {fmt_num(c.metrics.get('val_accuracy'))})" for c in kids[:20]
+        )
         console.print(f"children in its search: {listed}{' ...' if len(kids) > 20 else ''}")
 
 
 @cli.command("ui")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (127.0.0.1 = this machine only).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (127.0.0.1 = this machine only)."
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 def ui_cmd(store: str | None, host: str, port: int) -> None:
     """Start the MLflow UI on the same store."""

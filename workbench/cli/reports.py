@@ -35,20 +35,39 @@ def compare_cmd(search_ids: Sequence[str], store: str | None, out: str, fmt: str
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     if fmt == "json":
-        click.echo(json.dumps({"searches": [{k: v for k, v in r.items() if k != "curve"} for r in rows],
-                               "plot": png}, indent=2))
+        click.echo(
+            json.dumps(
+                {"searches": [{k: v for k, v in r.items() if k != "curve"} for r in rows], "plot": png}, indent=2
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("search", "task", "strategy", "warm start", "budget", "trials", "best " + "/".join(objectives),
-                  "best test", "wall time", title="searches compared")
+    table = Table(
+        "search",
+        "task",
+        "strategy",
+        "warm start",
+        "budget",
+        "trials",
+        "best " + "/".join(objectives),
+        "best test",
+        "wall time",
+        title="searches compared",
+    )
     for r in rows:
         wall = r["wall_seconds"]
         table.add_row(
-            r["search_id"][:12], r["task"], r["strategy"], r["warm_start"], "-" if r["budget"] is None else str(r["budget"]),
+            r["search_id"][:12],
+            r["task"],
+            r["strategy"],
+            r["warm_start"],
+            "-" if r["budget"] is None else str(r["budget"]),
             f"{r['trials']} ({r['failed']} failed)" if r["failed"] else str(r["trials"]),
-            fmt_num(r["best_objective"]), fmt_num(r["best_report"]), "-" if wall is None else f"{wall:.1f} s",
+            fmt_num(r["best_objective"]),
+            fmt_num(r["best_report"]),
+            "-" if wall is None else f"{wall:.1f} s",
         )
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
@@ -58,8 +77,13 @@ def compare_cmd(search_ids: Sequence[str], store: str | None, out: str, fmt: str
 @cli.command("export")
 @click.argument("search_id")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
-              help="Output format (default: from --out's extension, else csv).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default=None,
+    help="Output format (default: from --out's extension, else csv).",
+)
 @click.option("--out", "out", default=None, help="File to write (default: standard output).")
 def export_cmd(search_id: str, store: str | None, fmt: str | None, out: str | None) -> None:
     """Export every trial of a search (number, id, state, metrics, params, genotype, reason)."""

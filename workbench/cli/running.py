@@ -85,20 +85,28 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
         search.run()
     except KeyboardInterrupt:
         progress.stop()
-        progress.console.print(
-            f"interrupted: finished trials are kept; continue with `nasw resume {search.search_id}`"
-        )
+        progress.console.print(f"interrupted: finished trials are kept; continue with `nasw resume {search.search_id}`")
         sys.exit(130)
     finally:
         progress.stop()
     if json_out:
         best = search.best_record()
-        click.echo(json.dumps({
-            "search_id": search.search_id,
-            "n_trials": len(search.records),
-            "n_failed": search.n_failed,
-            "best": None if best is None else {"trial_id": best.trial_id, "metrics": best.metrics, "genotype": json.loads(best.genotype_json)},
-        }))
+        click.echo(
+            json.dumps(
+                {
+                    "search_id": search.search_id,
+                    "n_trials": len(search.records),
+                    "n_failed": search.n_failed,
+                    "best": None
+                    if best is None
+                    else {
+                        "trial_id": best.trial_id,
+                        "metrics": best.metrics,
+                        "genotype": json.loads(best.genotype_json),
+                    },
+                }
+            )
+        )
     else:
         _report(search, progress.console)
 
@@ -107,36 +115,94 @@ def _run(search, progress: _LiveProgress, json_out: bool) -> None:
 @click.option("--task", "task_name", required=True, help="Task name from tasks/ or a path to a task .toml file.")
 @click.option("--strategy", default="evolution", show_default=True, help="Search strategy (random, evolution, ...).")
 @click.option("--budget", type=click.IntRange(min=1), default=20, show_default=True, help="Number of trials.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the strategy and of every trial (a non-negative integer).")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the strategy and of every trial (a non-negative integer).",
+)
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--device", default=None, help="Training device: cuda or cpu (default: cuda when available).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option, e.g. population=20 (repeatable).")
-@click.option("--warm-start", "warm_start", default="none", show_default=True, metavar="none|auto|TASK[,TASK...]",
-              help="Start from earlier searches of other tasks in the store (same search space): auto picks and "
-                   "weighs the sources; TASK,... names them.")
-@click.option("--objectives", default=None, metavar="M1,-M2",
-              help="Multi-objective search, e.g. val_accuracy,-latency or val_accuracy,-params ('-' = minimise); "
-                   "the search records the Pareto front.")
+@click.option(
+    "--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option, e.g. population=20 (repeatable)."
+)
+@click.option(
+    "--warm-start",
+    "warm_start",
+    default="none",
+    show_default=True,
+    metavar="none|auto|TASK[,TASK...]",
+    help="Start from earlier searches of other tasks in the store (same search space): auto picks and "
+    "weighs the sources; TASK,... names them.",
+)
+@click.option(
+    "--objectives",
+    default=None,
+    metavar="M1,-M2",
+    help="Multi-objective search, e.g. val_accuracy,-latency or val_accuracy,-params ('-' = minimise); "
+    "the search records the Pareto front.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Trials at once.")
-@click.option("--executor", type=click.Choice(["inprocess", "pool", "ray"]), default="inprocess", show_default=True,
-              help="Where trials run: this process, a local process pool, or Ray (pool is used for inprocess with --workers > 1).")
+@click.option(
+    "--executor",
+    type=click.Choice(["inprocess", "pool", "ray"]),
+    default="inprocess",
+    show_default=True,
+    help="Where trials run: this process, a local process pool, or Ray "
+    "(pool is used for inprocess with --workers > 1).",
+)
 @click.option("--address", default=None, help="Ray cluster address (HOST:PORT); default: a local Ray instance.")
-@click.option("--scheduler", type=click.Choice(["sh", "hyperband", "asha"]), default=None,
-              help="Multi-fidelity schedule over the task's [fidelity] table (successive halving, Hyperband, "
-                   "asynchronous SH); --budget then counts full-fidelity-equivalent trainings.")
-@click.option("--scheduler-option", "scheduler_options", multiple=True, metavar="KEY=VALUE",
-              help="Scheduler option, e.g. eta=3, n_configs=9, promote=retrain (repeatable).")
-@click.option("--stop-early", "stop_early", type=click.Choice(["lc"]), default=None,
-              help="Stop trials whose extrapolated learning curve is unlikely (P < 5%) to beat the incumbent.")
-@click.option("--stop-option", "stop_options", multiple=True, metavar="KEY=VALUE",
-              help="Early-stopping option: threshold=0.05, min_epochs=4, every=1 (repeatable).")
+@click.option(
+    "--scheduler",
+    type=click.Choice(["sh", "hyperband", "asha"]),
+    default=None,
+    help="Multi-fidelity schedule over the task's [fidelity] table (successive halving, Hyperband, "
+    "asynchronous SH); --budget then counts full-fidelity-equivalent trainings.",
+)
+@click.option(
+    "--scheduler-option",
+    "scheduler_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Scheduler option, e.g. eta=3, n_configs=9, promote=retrain (repeatable).",
+)
+@click.option(
+    "--stop-early",
+    "stop_early",
+    type=click.Choice(["lc"]),
+    default=None,
+    help="Stop trials whose extrapolated learning curve is unlikely (P < 5%) to beat the incumbent.",
+)
+@click.option(
+    "--stop-option",
+    "stop_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Early-stopping option: threshold=0.05, min_epochs=4, every=1 (repeatable).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
-def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str | None, device: str | None,
-               options: Sequence[str], warm_start: str, objectives: str | None, workers: int, executor: str,
-               address: str | None, scheduler: str | None, scheduler_options: Sequence[str],
-               stop_early: str | None, stop_options: Sequence[str], quiet: bool, json_out: bool) -> None:
+def search_cmd(
+    task_name: str,
+    strategy: str,
+    budget: int,
+    seed: int,
+    store: str | None,
+    device: str | None,
+    options: Sequence[str],
+    warm_start: str,
+    objectives: str | None,
+    workers: int,
+    executor: str,
+    address: str | None,
+    scheduler: str | None,
+    scheduler_options: Sequence[str],
+    stop_early: str | None,
+    stop_options: Sequence[str],
+    quiet: bool,
+    json_out: bool,
+) -> None:
     """Run a new search on a task and record it in the metastore.
 
     With --scheduler, --budget is the number of full-fidelity-equivalent trainings (training
@@ -162,11 +228,25 @@ def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str
         opts["objectives"] = [str(o) for o in specs]
     progress = _LiveProgress(task.objective, quiet or json_out)
     st = store_of(store)
-    search = new_search(st, task, strategy, budget, seed, strategy_options=opts, progress=progress, device=device,
-                        executor=executor, workers=workers, address=address, warm_start=warm_start,
-                        echo=progress.console.print, scheduler=scheduler,
-                        scheduler_options=parse_options(scheduler_options), stop_early=stop_early,
-                        stop_options=parse_options(stop_options))
+    search = new_search(
+        st,
+        task,
+        strategy,
+        budget,
+        seed,
+        strategy_options=opts,
+        progress=progress,
+        device=device,
+        executor=executor,
+        workers=workers,
+        address=address,
+        warm_start=warm_start,
+        echo=progress.console.print,
+        scheduler=scheduler,
+        scheduler_options=parse_options(scheduler_options),
+        stop_early=stop_early,
+        stop_options=parse_options(stop_options),
+    )
     _run(search, progress, json_out)
 
 
@@ -181,8 +261,18 @@ def search_cmd(task_name: str, strategy: str, budget: int, seed: int, store: str
 @click.option("--force", is_flag=True, help="Resume even if a trial looks alive (its heartbeat is recent).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "json_out", is_flag=True, help="Print the result as JSON.")
-def resume_cmd(search_id: str, budget: int | None, store: str | None, device: str | None, workers: int,
-               executor: str, address: str | None, force: bool, quiet: bool, json_out: bool) -> None:
+def resume_cmd(
+    search_id: str,
+    budget: int | None,
+    store: str | None,
+    device: str | None,
+    workers: int,
+    executor: str,
+    address: str | None,
+    force: bool,
+    quiet: bool,
+    json_out: bool,
+) -> None:
     """Continue an interrupted search: stale trials are marked failed, finished ones replayed."""
     from workbench.search import resume_search
 
@@ -190,6 +280,15 @@ def resume_cmd(search_id: str, budget: int | None, store: str | None, device: st
     sid = st.resolve_search(search_id)
     rec = st.search(sid)
     progress = _LiveProgress(rec.objective, quiet or json_out)
-    search = resume_search(st, sid, budget=budget, progress=progress, device=device, force=force,
-                           executor=executor, workers=workers, address=address)
+    search = resume_search(
+        st,
+        sid,
+        budget=budget,
+        progress=progress,
+        device=device,
+        force=force,
+        executor=executor,
+        workers=workers,
+        address=address,
+    )
     _run(search, progress, json_out)

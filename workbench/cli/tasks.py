@@ -21,7 +21,14 @@ def tasks_cmd() -> None:
     for col in table.columns[:-1]:
         col.no_wrap = True
     for t in list_tasks():
-        table.add_row(t.name, t.kind, str(t.dataset.get("name", t.dataset.get("loader"))), t.space.get("kind", "?"), t.objective, t.description)
+        table.add_row(
+            t.name,
+            t.kind,
+            str(t.dataset.get("name", t.dataset.get("loader"))),
+            t.space.get("kind", "?"),
+            t.objective,
+            t.description,
+        )
     Console().print(table)
 
 
@@ -47,8 +54,18 @@ def _parse_resize(text: str | None) -> list[int] | None:
 
 @task_group.command("init")
 @click.argument("name")
-@click.option("--data", "data", required=True, help="A CSV file, a .npz/.npy file, or a folder of images (one subfolder per class).")
-@click.option("--label", default=None, help="CSV: the label column (default: label, target or class, else the last); .npz: the labels key; .npy: the labels file.")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    help="A CSV file, a .npz/.npy file, or a folder of images (one subfolder per class).",
+)
+@click.option(
+    "--label",
+    default=None,
+    help="CSV: the label column (default: label, target or class, else the last); "
+    ".npz: the labels key; .npy: the labels file.",
+)
 @click.option("--out", "out", default=None, help="Folder to write NAME.toml into (default: ./tasks).")
 @click.option("--resize", default=None, metavar="HxW", help="Images: resize every image to HEIGHTxWIDTH pixels.")
 @click.option("--force", is_flag=True, help="Overwrite an existing task file.")

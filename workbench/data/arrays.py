@@ -101,9 +101,14 @@ def _finish_arrays(
         code, cls = encode_labels(ys, f"{path}: {yn}", classes)
         code_t = None
     else:
-        both, cls = encode_labels(np.concatenate([ys.astype(object), yt.astype(object)]) if ys.dtype != yt.dtype
-                                  else np.concatenate([ys, yt]), f"{path}: {yn}/{ytn}", classes)
-        code, code_t = both[: len(ys)], both[len(ys):]
+        both, cls = encode_labels(
+            np.concatenate([ys.astype(object), yt.astype(object)])
+            if ys.dtype != yt.dtype
+            else np.concatenate([ys, yt]),
+            f"{path}: {yn}/{ytn}",
+            classes,
+        )
+        code, code_t = both[: len(ys)], both[len(ys) :]
     return RawData(
         kind=kind,
         path=str(path),
@@ -161,8 +166,14 @@ def read_npz(
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{p}: is not a readable NumPy .npz archive ({exc})") from None
     return _finish_arrays(
-        "npz", p, arrays[xk], arrays[yk], arrays.get(xtk) if xtk else None, arrays.get(ytk) if ytk else None,
-        (xk, yk, xtk or "x_test", ytk or "y_test"), classes,
+        "npz",
+        p,
+        arrays[xk],
+        arrays[yk],
+        arrays.get(xtk) if xtk else None,
+        arrays.get(ytk) if ytk else None,
+        (xk, yk, xtk or "x_test", ytk or "y_test"),
+        classes,
     )
 
 

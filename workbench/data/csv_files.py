@@ -53,7 +53,9 @@ def _delimiter(p: Path, first_line: str) -> str:
     return ","
 
 
-def read_csv(path: str | os.PathLike[str], *, label: str | None = None, classes: Sequence[str] | None = None) -> RawData:
+def read_csv(
+    path: str | os.PathLike[str], *, label: str | None = None, classes: Sequence[str] | None = None
+) -> RawData:
     """Read a CSV file with a header row, numeric feature columns and a label column.
 
     Args:
@@ -98,9 +100,7 @@ def read_csv(path: str | os.PathLike[str], *, label: str | None = None, classes:
     if dup is not None:
         raise DataError(f"{p}: the header names column {dup!r} twice; column names must be unique")
     if len(header) < 2:
-        raise DataError(
-            f"{p}: the header has one column ({header[0]!r}); expected feature columns and a label column"
-        )
+        raise DataError(f"{p}: the header has one column ({header[0]!r}); expected feature columns and a label column")
     if not rows:
         raise DataError(f"{p}: has a header but no data rows")
     for row, line in zip(rows, lines):

@@ -65,9 +65,7 @@ def read_images(
         raise DataError(f"{root}: cannot list the folder ({exc.strerror or exc})") from None
     stray = [e for e in entries if not e.is_dir()]
     if stray:
-        raise DataError(
-            f"{stray[0]}: unexpected file in the image folder; expected only subfolders, one per class"
-        )
+        raise DataError(f"{stray[0]}: unexpected file in the image folder; expected only subfolders, one per class")
     if not entries:
         raise DataError(f"{root}: holds no class subfolders; expected one subfolder of images per class")
     images: list[tuple[Path, Any]] = []

@@ -114,9 +114,7 @@ def safe_load(file: str | Path | IO[bytes]) -> Any:
 def check_dataset(dataset: str) -> str:
     """Return ``dataset`` if it is one of :data:`DATASETS`, else raise :class:`UserError`."""
     if dataset not in DATASETS:
-        raise UserError(
-            f"unknown NAS-Bench-Graph dataset {dataset!r}; expected one of {list(DATASETS)}"
-        )
+        raise UserError(f"unknown NAS-Bench-Graph dataset {dataset!r}; expected one of {list(DATASETS)}")
     return dataset
 
 
@@ -129,9 +127,7 @@ def bench_dir() -> Path:
     """The ``light/`` folder of the installed ``nas_bench_graph`` package (not imported)."""
     spec = importlib.util.find_spec("nas_bench_graph")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "the nas-bench-graph package is not installed (pip install nas-bench-graph)"
-        )
+        raise UserError("the nas-bench-graph package is not installed (pip install nas-bench-graph)")
     return Path(next(iter(spec.submodule_search_locations))) / "light"
 
 
@@ -167,11 +163,19 @@ def load_table(dataset: str) -> Mapping[int, Mapping[str, float]]:
                 if not isinstance(raw, dict):
                     raise UserError(f"NAS-Bench-Graph table {dataset!r} is not a dict")
                 clean = {
-                    int(k): types.MappingProxyType({str(m): float(x) for m, x in v.items()})
-                    for k, v in raw.items()
+                    int(k): types.MappingProxyType({str(m): float(x) for m, x in v.items()}) for k, v in raw.items()
                 }
-            except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError,
-                    IndexError, KeyError, RecursionError) as exc:
+            except (
+                pickle.UnpicklingError,
+                EOFError,
+                OSError,
+                ValueError,
+                TypeError,
+                AttributeError,
+                IndexError,
+                KeyError,
+                RecursionError,
+            ) as exc:
                 # a corrupt, truncated or tampered table (a refused global lands here too)
                 raise UserError(f"NAS-Bench-Graph table {dataset!r} at {path} is unreadable: {exc}") from None
             _TABLES[dataset] = types.MappingProxyType(clean)

@@ -35,7 +35,6 @@ Layouts:
   (``.DS_Store``) are skipped.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -53,9 +52,24 @@ from workbench.data.raw import MIN_PER_CLASS, RawData, check_classes, encode_lab
 from workbench.errors import DataError
 
 __all__ = [
-    "CSV_EXTS", "IMAGE_EXTS", "LABEL_NAMES", "MIN_PER_CLASS", "RawData", "check_classes", "detect_format",
-    "encode_labels", "load_csv", "load_images", "load_npy", "load_npz", "read_csv", "read_data", "read_images",
-    "read_npy", "read_npz", "to_splits",
+    "CSV_EXTS",
+    "IMAGE_EXTS",
+    "LABEL_NAMES",
+    "MIN_PER_CLASS",
+    "RawData",
+    "check_classes",
+    "detect_format",
+    "encode_labels",
+    "load_csv",
+    "load_images",
+    "load_npy",
+    "load_npz",
+    "read_csv",
+    "read_data",
+    "read_images",
+    "read_npy",
+    "read_npz",
+    "to_splits",
 ]
 
 
@@ -220,6 +234,7 @@ def load_images(
     standardize: bool = False,
 ) -> Splits:
     """Splits of a folder of images, one subfolder per class (:func:`read_images`), in ``[0, 1]``."""
-    raw = read_data(path, "images", resize=list(resize) if isinstance(resize, tuple) else resize,
-                    classes=_classes(classes))
+    raw = read_data(
+        path, "images", resize=list(resize) if isinstance(resize, tuple) else resize, classes=_classes(classes)
+    )
     return to_splits(raw, seed=seed, test=test, valid=valid, standardize=standardize)

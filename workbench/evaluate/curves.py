@@ -19,10 +19,11 @@ ensemble instead of MCMC:
   would not beat the very best (the mark sits below the top-10% boundary because it is
   estimated from few trials). ``quantile=1`` compares with the incumbent itself (Domhan et
   al.'s rule); on recorded mnist1d / mnist5k curves that rule also stops 13-24% of the top-10%
-  trials, 0.8 none (``benchmarks/fidelity.py``). Curves trained with a decaying learning rate gain most at the end, which no saturating model
-  foresees. The rule therefore also extrapolates the *incumbent's* curve from the same number of
-  epochs and adds its error (``incumbent final - its prediction``) to the trial's prediction:
-  both are judged from equal footing, so the shared bias cancels.
+  trials, 0.8 none (``benchmarks/fidelity.py``). Curves trained with a decaying learning rate
+  gain most at the end, which no saturating model foresees. The rule therefore also
+  extrapolates the *incumbent's* curve from the same number of epochs and adds its error
+  (``incumbent final - its prediction``) to the trial's prediction: both are judged from equal
+  footing, so the shared bias cancels.
 
 Nothing here knows about trials or stores: the rule sees lists of numbers.
 """
@@ -96,32 +97,38 @@ def _top(y: np.ndarray, upper: float | None) -> float:
 
 MODELS: tuple[CurveModel, ...] = (
     CurveModel(
-        "pow3", _pow3,
+        "pow3",
+        _pow3,
         lambda last, first, top: [min(top, last + 0.02), max(1e-3, last - first + 0.02), 0.5],
         lambda top: ([-top, 0.0, 1e-3], [top, 10.0, 5.0]),
     ),
     CurveModel(
-        "log_power", _log_power,
+        "log_power",
+        _log_power,
         lambda last, first, top: [min(top, last + 0.02), 0.0, 1.0],
         lambda top: ([0.0, -10.0, 1e-3], [top, 10.0, 10.0]),
     ),
     CurveModel(
-        "exp3", _exp3,
+        "exp3",
+        _exp3,
         lambda last, first, top: [min(top, last + 0.02), 0.3, math.log(max(1e-3, last - first + 0.02)) + 0.3],
         lambda top: ([-top, 1e-4, -20.0], [top, 10.0, 5.0]),
     ),
     CurveModel(
-        "ilog2", _ilog2,
+        "ilog2",
+        _ilog2,
         lambda last, first, top: [min(top, last + 0.05), max(1e-3, (last - first) * 0.7)],
         lambda top: ([-top, 0.0], [top, 10.0]),
     ),
     CurveModel(
-        "mmf", _mmf,
+        "mmf",
+        _mmf,
         lambda last, first, top: [min(top, last + 0.02), first - 0.05, 0.5, 1.0],
         lambda top: ([-top, -top, 1e-4, 1e-2], [top, top, 10.0, 5.0]),
     ),
     CurveModel(
-        "weibull", _weibull,
+        "weibull",
+        _weibull,
         lambda last, first, top: [min(top, last + 0.02), first - 0.05, 0.5, 1.0],
         lambda top: ([-top, -top, 1e-4, 1e-2], [top, top, 10.0, 5.0]),
     ),
@@ -174,7 +181,9 @@ class CurvePrediction:
         return float(np.mean(norm.sf((value - m) / s)))
 
 
-def fit_model(model: CurveModel, y: Sequence[float], upper: float | None = None) -> tuple[np.ndarray, np.ndarray, float] | None:
+def fit_model(
+    model: CurveModel, y: Sequence[float], upper: float | None = None
+) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Fit one model to ``y`` (epochs ``1..len(y)``); ``(params, covariance, residual sd)`` or
     None when it does not converge or has too many parameters for the points."""
     from scipy.optimize import OptimizeWarning, curve_fit
@@ -205,7 +214,9 @@ def fit_model(model: CurveModel, y: Sequence[float], upper: float | None = None)
     return p, np.asarray(cov, dtype=np.float64), sd
 
 
-def _model_prediction(model: CurveModel, fitted: tuple[np.ndarray, np.ndarray, float], at: float) -> tuple[float, float] | None:
+def _model_prediction(
+    model: CurveModel, fitted: tuple[np.ndarray, np.ndarray, float], at: float
+) -> tuple[float, float] | None:
     p, cov, sd = fitted
     with np.errstate(all="ignore"):
         mean = float(model.fn(np.asarray([at]), *p)[0])
@@ -259,13 +270,20 @@ def predict(
 
 
 @functools.lru_cache(maxsize=8192)
-def _predict_default(y: tuple[float, ...], at: int, upper: float | None, lower: float | None,
-                     max_sd: float | None) -> CurvePrediction:
+def _predict_default(
+    y: tuple[float, ...], at: int, upper: float | None, lower: float | None, max_sd: float | None
+) -> CurvePrediction:
     return _predict(y, at, upper, lower, MODELS, max_sd)
 
 
-def _predict(y: Sequence[float], at: int, upper: float | None, lower: float | None, models: Sequence[CurveModel],
-             max_sd: float | None) -> CurvePrediction:
+def _predict(
+    y: Sequence[float],
+    at: int,
+    upper: float | None,
+    lower: float | None,
+    models: Sequence[CurveModel],
+    max_sd: float | None,
+) -> CurvePrediction:
     means, sds, names = [], [], []
     for model in models:
         fitted = fit_model(model, y, upper)
@@ -311,8 +329,12 @@ class StopDecision:
 
     def details(self) -> dict[str, float]:
         """Numbers for the run's metrics / tags."""
-        out = {"lc_epoch": float(self.epoch), "lc_predicted_final": self.predicted,
-               "lc_predicted_sd": self.predicted_sd, "lc_p_better": self.p_better}
+        out = {
+            "lc_epoch": float(self.epoch),
+            "lc_predicted_final": self.predicted,
+            "lc_predicted_sd": self.predicted_sd,
+            "lc_p_better": self.p_better,
+        }
         if self.incumbent is not None:
             out["lc_incumbent"] = float(self.incumbent)
         return {k: v for k, v in out.items() if v is not None and math.isfinite(v)}
@@ -381,10 +403,14 @@ class LCStopRule:
         pred = pred.shifted(shift)
         p = pred.prob_above(inc)
         stop = p < self.threshold
-        what = "incumbent" if inc == self.incumbent else f"top-{100 * (1 - self.quantile):.0f}% mark (q{self.quantile:g})"
-        why = (f"P(final > {what} {inc:.4f}) = {p:.3f} {'<' if stop else '>='} {self.threshold:g} after "
-               f"{t} of {self.target_epoch} epochs (predicted final {pred.mean:.4f} +- {pred.sd:.4f}"
-               f"{f', incumbent correction {shift:+.4f}' if shift else ''})")
+        what = (
+            "incumbent" if inc == self.incumbent else f"top-{100 * (1 - self.quantile):.0f}% mark (q{self.quantile:g})"
+        )
+        why = (
+            f"P(final > {what} {inc:.4f}) = {p:.3f} {'<' if stop else '>='} {self.threshold:g} after "
+            f"{t} of {self.target_epoch} epochs (predicted final {pred.mean:.4f} +- {pred.sd:.4f}"
+            f"{f', incumbent correction {shift:+.4f}' if shift else ''})"
+        )
         return self._keep(StopDecision(stop, t, pred.mean, pred.sd, p, inc, why))
 
     def bias_at(self, t: int) -> float:
@@ -404,21 +430,35 @@ class LCStopRule:
 
     # -- transport (a job carries the rule to a worker) ---------------------------------------
     def to_json(self) -> str:
-        return json.dumps({
-            "rule": "lc", "target_epoch": int(self.target_epoch), "incumbent": self.incumbent,
-            "incumbent_curve": [float(v) for v in self.incumbent_curve], "threshold": self.threshold,
-            "min_epochs": self.min_epochs, "upper": self.upper, "lower": self.lower, "every": self.every,
-            "population": [float(v) for v in self.population], "quantile": self.quantile,
-        })
+        return json.dumps(
+            {
+                "rule": "lc",
+                "target_epoch": int(self.target_epoch),
+                "incumbent": self.incumbent,
+                "incumbent_curve": [float(v) for v in self.incumbent_curve],
+                "threshold": self.threshold,
+                "min_epochs": self.min_epochs,
+                "upper": self.upper,
+                "lower": self.lower,
+                "every": self.every,
+                "population": [float(v) for v in self.population],
+                "quantile": self.quantile,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str | Mapping[str, Any]) -> LCStopRule:
         d = json.loads(text) if isinstance(text, str) else dict(text)
         return cls(
-            target_epoch=int(d["target_epoch"]), incumbent=d.get("incumbent"),
-            incumbent_curve=tuple(d.get("incumbent_curve") or ()), threshold=float(d.get("threshold", 0.05)),
-            min_epochs=d.get("min_epochs"), upper=d.get("upper", 1.0), lower=d.get("lower", 0.0),
-            every=int(d.get("every", 1)), population=tuple(d.get("population") or ()),
+            target_epoch=int(d["target_epoch"]),
+            incumbent=d.get("incumbent"),
+            incumbent_curve=tuple(d.get("incumbent_curve") or ()),
+            threshold=float(d.get("threshold", 0.05)),
+            min_epochs=d.get("min_epochs"),
+            upper=d.get("upper", 1.0),
+            lower=d.get("lower", 0.0),
+            every=int(d.get("every", 1)),
+            population=tuple(d.get("population") or ()),
             quantile=float(d.get("quantile", 0.8)),
         )
 

@@ -58,7 +58,9 @@ def _load(task: Task, split: dict[str, Any], options: dict[str, Any]) -> Any:
             + (f": {text}" if text else "")
         ) from None
     if not isinstance(splits, Splits):
-        raise DataError(f"task {task.name!r}: dataset loader {loader!r} returned {type(splits).__name__}, expected Splits")
+        raise DataError(
+            f"task {task.name!r}: dataset loader {loader!r} returned {type(splits).__name__}, expected Splits"
+        )
     return splits
 
 

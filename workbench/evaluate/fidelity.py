@@ -66,13 +66,19 @@ class Fidelity:
     start_epoch: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and (isinstance(self.epochs, bool) or int(self.epochs) != self.epochs or self.epochs < 1):
+        if self.epochs is not None and (
+            isinstance(self.epochs, bool) or int(self.epochs) != self.epochs or self.epochs < 1
+        ):
             raise UserError(f"fidelity epochs must be a positive integer, got {self.epochs!r}")
         for name in ("data_fraction", "resolution"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
                 raise UserError(f"fidelity {name} must be a number in (0, 1], got {v!r}")
-        if not isinstance(self.width_mult, (int, float)) or isinstance(self.width_mult, bool) or not self.width_mult > 0:
+        if (
+            not isinstance(self.width_mult, (int, float))
+            or isinstance(self.width_mult, bool)
+            or not self.width_mult > 0
+        ):
             raise UserError(f"fidelity width_mult must be a positive number, got {self.width_mult!r}")
         if int(self.start_epoch) != self.start_epoch or self.start_epoch < 0:
             raise UserError(f"fidelity start_epoch must be a non-negative integer, got {self.start_epoch!r}")
@@ -99,7 +105,8 @@ class Fidelity:
         resolution and width, for inputs with ``dims`` spatial axes."""
         epochs = full_epochs if self.epochs is None else self.epochs
         return (
-            max(0, epochs - self.start_epoch) / max(1, full_epochs)
+            max(0, epochs - self.start_epoch)
+            / max(1, full_epochs)
             * self.data_fraction
             * self.resolution ** max(0, int(dims))
             * self.width_mult**2
@@ -157,13 +164,18 @@ class Fidelity:
         return ", ".join(parts)
 
 
-def stopped_record(planned: Mapping[str, Any], epochs_done: int, planned_epochs: int | None, rule: str) -> dict[str, Any]:
+def stopped_record(
+    planned: Mapping[str, Any], epochs_done: int, planned_epochs: int | None, rule: str
+) -> dict[str, Any]:
     """The ``nasw.fidelity`` record of a trial stopped early after ``epochs_done`` epochs: not
     full, the epochs it trained, the epochs it was planned for, and its ``cost`` scaled down."""
     out = dict(planned)
     target = planned_epochs or out.get("epochs") or epochs_done
     out.update(
-        epochs=int(epochs_done), planned_epochs=int(target), full=False, stopped=rule,
+        epochs=int(epochs_done),
+        planned_epochs=int(target),
+        full=False,
+        stopped=rule,
         cost=round(float(out.get("cost", 1.0)) * epochs_done / max(1, int(target)), 6),
     )
     return out
@@ -190,7 +202,9 @@ class FidelitySpace:
             raise UserError("a fidelity space needs epochs at both ends")
         for k in _KNOBS:
             if getattr(self.low, k) > getattr(self.high, k):
-                raise UserError(f"fidelity {k}: the minimum {getattr(self.low, k)} is above the maximum {getattr(self.high, k)}")
+                raise UserError(
+                    f"fidelity {k}: the minimum {getattr(self.low, k)} is above the maximum {getattr(self.high, k)}"
+                )
         if isinstance(self.eta, bool) or int(self.eta) != self.eta or self.eta < 2:
             raise UserError(f"fidelity eta must be an integer >= 2, got {self.eta!r}")
 
@@ -278,7 +292,9 @@ def fidelity_space(
     table = dict(table or {})
     unknown = set(table) - {*_KNOBS, "eta"}
     if unknown:
-        raise TaskError(f"{where}: unknown [fidelity] keys {sorted(unknown)}; expected some of {sorted({*_KNOBS, 'eta'})}")
+        raise TaskError(
+            f"{where}: unknown [fidelity] keys {sorted(unknown)}; expected some of {sorted({*_KNOBS, 'eta'})}"
+        )
     eta = table.get("eta", 3)
     if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
         raise TaskError(f"{where}: [fidelity] eta must be an integer >= 2, got {eta!r}")

@@ -77,7 +77,8 @@ class Decision:
         ``cost`` (what it trains), ``level`` (the rung's cost from scratch), ``rung``,
         ``bracket`` and ``promoted_from``."""
         extra: dict[str, Any] = {
-            "rung": self.rung, "bracket": self.bracket,
+            "rung": self.rung,
+            "bracket": self.bracket,
             "level": round(space.cost(replace(self.fidelity, start_epoch=0)), 6),
         }
         if self.promote:
@@ -125,7 +126,9 @@ class Scheduler(ABC):
     #: The options it was built with (recorded with the search; set by :func:`make_scheduler`).
     options: dict[str, Any] = {}
 
-    def __init__(self, space: FidelitySpace, budget: float, *, eta: int | None = None, promote: str = "continue") -> None:
+    def __init__(
+        self, space: FidelitySpace, budget: float, *, eta: int | None = None, promote: str = "continue"
+    ) -> None:
         if promote not in PROMOTE_MODES:
             raise UserError(f"scheduler promote must be one of {list(PROMOTE_MODES)}, got {promote!r}")
         if not budget > 0:
@@ -207,8 +210,14 @@ class Scheduler(ABC):
                 continue
             f = Fidelity.from_dict(rec)
             rung = int(rec["rung"])
-            d = Decision(rung, f, int(rec.get("bracket", 0)), rec.get("promoted_from"),
-                         float(rec.get("cost", self.space.cost(f))), bool(rec.get("final", False)))
+            d = Decision(
+                rung,
+                f,
+                int(rec.get("bracket", 0)),
+                rec.get("promoted_from"),
+                float(rec.get("cost", self.space.cost(f))),
+                bool(rec.get("final", False)),
+            )
             self.started(d, trial_id, key)
             if d.final:
                 self._final_given = True
@@ -283,7 +292,9 @@ def bracket_sizes(n: int, n_rungs: int, eta: int) -> tuple[int, ...]:
 class _Brackets(Scheduler):
     """Synchronous successive halving over a sequence of brackets (SH and Hyperband)."""
 
-    def __init__(self, space: FidelitySpace, budget: float, *, eta: int | None = None, promote: str = "continue") -> None:
+    def __init__(
+        self, space: FidelitySpace, budget: float, *, eta: int | None = None, promote: str = "continue"
+    ) -> None:
         super().__init__(space, budget, eta=eta, promote=promote)
         self.brackets: dict[int, Bracket] = {}
 
@@ -372,8 +383,15 @@ class SuccessiveHalving(_Brackets):
 
     name = "sh"
 
-    def __init__(self, space: FidelitySpace, budget: float, *, eta: int | None = None, promote: str = "continue",
-                 n_configs: int | None = None) -> None:
+    def __init__(
+        self,
+        space: FidelitySpace,
+        budget: float,
+        *,
+        eta: int | None = None,
+        promote: str = "continue",
+        n_configs: int | None = None,
+    ) -> None:
         super().__init__(space, budget, eta=eta, promote=promote)
         k = self.n_rungs
         default = self.eta ** (k - 1)

@@ -12,8 +12,8 @@ deterministic, so schedulers and stop rules can be tested and benchmarked on man
 from __future__ import annotations
 
 import hashlib
-from types import SimpleNamespace
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,14 @@ class SyntheticEvaluator:
 
     trainable = True
 
-    def __init__(self, full_epochs: int = 27, objective: str = "val_accuracy", noise: float = 0.004,
-                 seconds_per_epoch: float = 1.0, salt: str = "synthetic") -> None:
+    def __init__(
+        self,
+        full_epochs: int = 27,
+        objective: str = "val_accuracy",
+        noise: float = 0.004,
+        seconds_per_epoch: float = 1.0,
+        salt: str = "synthetic",
+    ) -> None:
         self.full_epochs = int(full_epochs)
         self.objective = objective
         self.noise = float(noise)
@@ -63,13 +69,20 @@ class SyntheticEvaluator:
     def value(self, genotype: Genotype, epoch: int, fidelity: Fidelity | None = None, seed: int = 0) -> float:
         """Validation accuracy after ``epoch`` (1-based) epochs at ``fidelity``."""
         f = fidelity or Fidelity()
-        q = self.quality(genotype) - 0.08 * (1 - f.data_fraction) - 0.06 * (1 - f.resolution) - 0.05 * max(0.0, 1 - f.width_mult)
+        q = (
+            self.quality(genotype)
+            - 0.08 * (1 - f.data_fraction)
+            - 0.06 * (1 - f.resolution)
+            - 0.05 * max(0.0, 1 - f.width_mult)
+        )
         a = self.speed(genotype)
         clean = q - (q - 0.1) * float(epoch) ** (-a)
         rng = np.random.default_rng([int(_unit(genotype.key, "n") * 2**31), int(epoch), int(seed) % 2**31])
         return float(min(1.0, max(0.0, clean + self.noise * rng.standard_normal())))
 
-    def curve(self, genotype: Genotype, epochs: int | None = None, fidelity: Fidelity | None = None, seed: int = 0) -> list[float]:
+    def curve(
+        self, genotype: Genotype, epochs: int | None = None, fidelity: Fidelity | None = None, seed: int = 0
+    ) -> list[float]:
         """The whole validation curve, epochs ``1..epochs``."""
         n = int(epochs or self.full_epochs)
         return [self.value(genotype, t, fidelity, seed) for t in range(1, n + 1)]
@@ -110,7 +123,9 @@ class SyntheticEvaluator:
         }
         if self.objective not in metrics:
             metrics[self.objective] = last
-        return EvalResult(metrics=metrics, curve=curve, state_dict=None, notes={"evaluator": "synthetic"}, stopped=stopped)
+        return EvalResult(
+            metrics=metrics, curve=curve, state_dict=None, notes={"evaluator": "synthetic"}, stopped=stopped
+        )
 
     def __repr__(self) -> str:
         return f"SyntheticEvaluator(full_epochs={self.full_epochs}, salt={self.salt!r})"

@@ -58,10 +58,7 @@ class TabularEvaluator:
 
     def __init__(self, dataset: str, objective: str = "val_accuracy") -> None:
         if objective not in METRICS:
-            raise UserError(
-                f"unknown objective {objective!r} for a tabular task; "
-                f"expected one of {list(METRICS)}"
-            )
+            raise UserError(f"unknown objective {objective!r} for a tabular task; expected one of {list(METRICS)}")
         self.space = NBGraphSpace(dataset)
         self.dataset = self.space.dataset
         self.objective = objective

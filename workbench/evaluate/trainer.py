@@ -235,8 +235,9 @@ class TrainedEvaluator:
             cfg = at_fidelity(cfg, fidelity, continuing=False)
         data = self._data(fidelity)
         try:
-            return self.train(model, cfg, seed=seed, on_epoch=on_epoch, notes=notes, deadline=deadline,
-                              data=data, first_epoch=first)
+            return self.train(
+                model, cfg, seed=seed, on_epoch=on_epoch, notes=notes, deadline=deadline, data=data, first_epoch=first
+            )
         except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -253,8 +254,15 @@ class TrainedEvaluator:
         notes.update(retry_notes)
         try:
             return self.train(
-                model, replace(cfg, batch_size=half), seed=seed, on_epoch=on_epoch, notes=notes, deadline=deadline,
-                eval_batch=512, data=data, first_epoch=self._first_epoch,
+                model,
+                replace(cfg, batch_size=half),
+                seed=seed,
+                on_epoch=on_epoch,
+                notes=notes,
+                deadline=deadline,
+                eval_batch=512,
+                data=data,
+                first_epoch=self._first_epoch,
             )
         except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
@@ -264,7 +272,11 @@ class TrainedEvaluator:
             raise TrialFailed(f"out of memory at batch size {cfg.batch_size} and again at {half}") from None
 
     def _start(
-        self, genotype: Genotype, seed: int, init_state: Mapping[str, Any] | None, cfg: TrainConfig,
+        self,
+        genotype: Genotype,
+        seed: int,
+        init_state: Mapping[str, Any] | None,
+        cfg: TrainConfig,
         notes: dict[str, str],
         fidelity: Fidelity | None = None,
     ) -> tuple[nn.Module, TrainConfig]:
@@ -300,7 +312,9 @@ class TrainedEvaluator:
                 cfg = at_fidelity(cfg, fidelity, continuing=continuing)
             self._first_epoch = int(fidelity.start_epoch) if continuing else 0
             if fidelity.start_epoch and not continuing:
-                notes["fidelity"] = f"could not continue from epoch {fidelity.start_epoch}: trained {cfg.epochs} epochs from scratch"
+                notes["fidelity"] = (
+                    f"could not continue from epoch {fidelity.start_epoch}: trained {cfg.epochs} epochs from scratch"
+                )
         return model, cfg
 
     def train(
@@ -342,7 +356,9 @@ class TrainedEvaluator:
 
         def check_time(epoch: int, where: str) -> None:
             if deadline is not None and time.perf_counter() > deadline:
-                limit = "the time limit" if cfg.max_seconds is None else f"{cfg.max_seconds:g} s ([training] max_seconds)"
+                limit = (
+                    "the time limit" if cfg.max_seconds is None else f"{cfg.max_seconds:g} s ([training] max_seconds)"
+                )
                 raise TrialFailed(f"timed out: over {limit} at epoch {epoch}, {where}")
 
         data = self._data() if data is None else data
@@ -398,9 +414,11 @@ class TrainedEvaluator:
                         break
                 check_time(epoch, "after validation")
         seconds = time.perf_counter() - start
-        final = curve[-1] if curve else {
-            "val_accuracy": accuracy(model, data["x_val"], data["y_val"], batch=eval_batch, amp=cuda)
-        }
+        final = (
+            curve[-1]
+            if curve
+            else {"val_accuracy": accuracy(model, data["x_val"], data["y_val"], batch=eval_batch, amp=cuda)}
+        )
         metrics = {
             "val_accuracy": final["val_accuracy"],
             "test_accuracy": accuracy(model, data["x_test"], data["y_test"], batch=eval_batch, amp=cuda),

@@ -57,11 +57,19 @@ def inherit_weights(
     try:
         parent_g = Genotype.from_json(parent.genotype_json)
         child_state, notes = inherit_state(
-            parent_g, state, steps, genotype, traits.input_shape, traits.n_classes,
-            other_task=other_task, seed=job.seed,
+            parent_g,
+            state,
+            steps,
+            genotype,
+            traits.input_shape,
+            traits.n_classes,
+            other_task=other_task,
+            seed=job.seed,
         )
     except (MorphismError, InvalidGenotype, RuntimeError, ValueError, TypeError, KeyError) as exc:
-        return None, {NOTE_WEIGHTS: f"cannot inherit from {job.parent_trial}: {str(exc).splitlines()[0][:300]}{SCRATCH}"}
+        return None, {
+            NOTE_WEIGHTS: f"cannot inherit from {job.parent_trial}: {str(exc).splitlines()[0][:300]}{SCRATCH}"
+        }
     how = f"{len(steps)} morphism step(s)" if steps else "shape-matched tensors"
     origin = f" of task {parent.task}" if other_task else ""
     return child_state, {**notes, NOTE_INHERITED: f"trial {job.parent_trial}{origin} through {how}"}

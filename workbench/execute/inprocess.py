@@ -19,7 +19,9 @@ class InProcessExecutor(Executor):
 
     capacity = 1
 
-    def __init__(self, run: Callable[..., TrialOutcome], on_epoch: Callable[[int, int, Mapping[str, float]], None] | None = None) -> None:
+    def __init__(
+        self, run: Callable[..., TrialOutcome], on_epoch: Callable[[int, int, Mapping[str, float]], None] | None = None
+    ) -> None:
         self._run = run
         self._on_epoch = on_epoch
         self._queue: list[TrialJob] = []

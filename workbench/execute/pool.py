@@ -24,8 +24,15 @@ class PoolExecutor(Executor):
         device: Training device for the workers.
     """
 
-    def __init__(self, store: Metastore, store_uri: str, task_json: str, workers: int, device: str | None = None,
-                 save_weights: bool = True) -> None:
+    def __init__(
+        self,
+        store: Metastore,
+        store_uri: str,
+        task_json: str,
+        workers: int,
+        device: str | None = None,
+        save_weights: bool = True,
+    ) -> None:
         self.capacity = int(workers)
         self._store = store
         self._args = (store_uri, task_json, device)

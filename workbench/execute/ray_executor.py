@@ -22,8 +22,16 @@ class RayExecutor(Executor):
         device: Training device for the workers.
     """
 
-    def __init__(self, store: Metastore, store_uri: str, task_json: str, workers: int, address: str | None = None,
-                 device: str | None = None, save_weights: bool = True) -> None:
+    def __init__(
+        self,
+        store: Metastore,
+        store_uri: str,
+        task_json: str,
+        workers: int,
+        address: str | None = None,
+        device: str | None = None,
+        save_weights: bool = True,
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -34,7 +42,9 @@ class RayExecutor(Executor):
                 if address:
                     ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level="WARNING")
                 else:
-                    ray.init(num_cpus=max(workers, 1), log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+                    ray.init(
+                        num_cpus=max(workers, 1), log_to_driver=False, include_dashboard=False, logging_level="WARNING"
+                    )
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise UserError(f"cannot connect to Ray at {address or 'a local instance'}: {exc}") from None
         gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -56,7 +66,9 @@ class RayExecutor(Executor):
             try:
                 out.append(self._ray.get(ref))
             except Exception as exc:  # noqa: BLE001 - a dead worker fails its trial
-                reason = f"ray worker failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                reason = f"ray worker failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[
+                    :500
+                ]
                 try:
                     self._store.finish_trial(job.trial_id, state="failed", reason=reason)
                 except StoreError:

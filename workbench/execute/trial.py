@@ -249,7 +249,12 @@ def execute_trial(
         metrics.update({k: float(v) for k, v in stop.details.items()})
     store.finish_trial(job.trial_id, state="finished", metrics=metrics)
     return TrialOutcome(
-        job.trial_id, job.number, "finished", metrics, seconds=time.perf_counter() - start, curve=tuple(values),
+        job.trial_id,
+        job.number,
+        "finished",
+        metrics,
+        seconds=time.perf_counter() - start,
+        curve=tuple(values),
         stopped=None if stop is None else stop.rule,
     )
 

@@ -33,7 +33,9 @@ def _context(store_uri: str, task_json: str, device: str | None):
     return _CACHE[key]
 
 
-def run_job(store_uri: str, task_json: str, device: str | None, job: TrialJob, save_weights: bool = True) -> TrialOutcome:
+def run_job(
+    store_uri: str, task_json: str, device: str | None, job: TrialJob, save_weights: bool = True
+) -> TrialOutcome:
     """Run ``job`` in this process against the store at ``store_uri``.
 
     A task whose data cannot be loaded in this worker (a user's loader that raises here) ends

@@ -146,4 +146,3 @@ def bn_replicated(src: nn.Module, dst: nn.Module, g: torch.Tensor) -> None:
     for name in ("weight", "bias", "running_mean", "running_var"):
         set_tensor(getattr(dst, name), getattr(src, name).index_select(0, g))
     set_tensor(dst.num_batches_tracked, src.num_batches_tracked)
-

@@ -41,8 +41,14 @@ def _load(net: nn.Module, state: Mapping[str, Any], what: str) -> None:
         raise MorphismError(f"{what} weights do not fit its genotype ({str(exc).splitlines()[0]})") from None
 
 
-def morph_network(parent: nn.Module, parent_genotype: Genotype, steps: Sequence[MorphismStep],
-                  input_shape: Sequence[int], n_classes: int, seed: int = 0) -> tuple[Genotype, nn.Module]:
+def morph_network(
+    parent: nn.Module,
+    parent_genotype: Genotype,
+    steps: Sequence[MorphismStep],
+    input_shape: Sequence[int],
+    n_classes: int,
+    seed: int = 0,
+) -> tuple[Genotype, nn.Module]:
     """Apply ``steps`` to a built network; returns the child genotype and network (CPU, float32).
 
     Args:
@@ -123,7 +129,9 @@ class Transplant:
         """One line: how many tensors were kept and which modules stayed fresh."""
         mods = sorted({k.rsplit(".", 1)[0] for k in self.fresh})
         more = f" (+{len(mods) - 6} more)" if len(mods) > 6 else ""
-        return f"kept {len(self.kept)} of {len(self.kept) + len(self.fresh)} tensors; fresh: {', '.join(mods[:6])}{more}"
+        return (
+            f"kept {len(self.kept)} of {len(self.kept) + len(self.fresh)} tensors; fresh: {', '.join(mods[:6])}{more}"
+        )
 
 
 def load_matching(net: nn.Module, source: Mapping[str, Any], *, reset_head: bool = True) -> Transplant:

@@ -42,9 +42,7 @@ class Cell(nn.Module):
     def __init__(self, ops: Sequence[str], dims: int, channels: int) -> None:
         super().__init__()
         live = live_ops(ops)
-        self.edges = nn.ModuleDict(
-            {name: cell_op(op, dims, channels) for name, op in zip(EDGES, live) if op != "none"}
-        )
+        self.edges = nn.ModuleDict({name: cell_op(op, dims, channels) for name, op in zip(EDGES, live) if op != "none"})
         self.inputs = {
             j: tuple((i, f"{j}<-{i}") for i, jj in EDGE_PAIRS if jj == j and f"{j}<-{i}" in self.edges)
             for j in (1, 2, 3)
@@ -86,9 +84,7 @@ class ReductionBlock(nn.Module):
 class CellNet(nn.Module):
     """Stem, stages of cells with reductions between them, BN-ReLU, global pool, linear head."""
 
-    def __init__(
-        self, ops: Sequence[str], macro: dict[str, int], in_channels: int, dims: int, n_classes: int
-    ) -> None:
+    def __init__(self, ops: Sequence[str], macro: dict[str, int], in_channels: int, dims: int, n_classes: int) -> None:
         super().__init__()
         c = macro["width"]
         self.stem = nn.Sequential(conv(dims, in_channels, c, 3), norm(dims, c))

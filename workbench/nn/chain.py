@@ -64,6 +64,7 @@ def build_chain(genotype: Genotype, input_shape: tuple[int, ...], n_classes: int
     ``width_mult`` scales every conv and dense width (rounded, at least 1; low fidelities).
     """
     from workbench.nn.build import scaled_width
+
     dims = len(input_shape) - 1
     if dims not in (1, 2):
         raise ValueError(f"input shape must be C x L or C x H x W, got {input_shape}")

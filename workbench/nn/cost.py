@@ -29,8 +29,9 @@ def multiply_adds(genotype: Genotype, input_shape: Sequence[int], n_classes: int
         elif isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
 
-    handles = [m.register_forward_hook(count) for m in model.modules()
-               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    handles = [
+        m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+    ]
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, *[int(s) for s in input_shape]))

@@ -100,9 +100,7 @@ class DagBlock(nn.Module):
 class DagNet(nn.Module):
     """Stem, the live DAG nodes in index order, global average pooling, linear head."""
 
-    def __init__(
-        self, nodes: Sequence[DagNode], in_channels: int, dims: int, width: int, n_classes: int
-    ) -> None:
+    def __init__(self, nodes: Sequence[DagNode], in_channels: int, dims: int, width: int, n_classes: int) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv(dims, in_channels, width, 3), norm(dims, width), nn.ReLU())
         live = live_nodes(nodes)

@@ -15,6 +15,16 @@ from workbench.search.records import fidelity_of, is_full, observation_of, usabl
 from workbench.search.run import Search
 
 __all__ = [
-    "Budget", "Progress", "Search", "SearchResult", "fidelity_of", "is_full", "make_executor", "new_search",
-    "observation_of", "price_genotypes", "resume_search", "usable_record",
+    "Budget",
+    "Progress",
+    "Search",
+    "SearchResult",
+    "fidelity_of",
+    "is_full",
+    "make_executor",
+    "new_search",
+    "observation_of",
+    "price_genotypes",
+    "resume_search",
+    "usable_record",
 ]

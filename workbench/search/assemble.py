@@ -72,21 +72,43 @@ def new_search(
     cls = strategy_class(strategy_name)
     options = dict(strategy_options or {})
     warm = _warm_plan(store, task, space, evaluator, cls, options, warm_start)
-    setup = StrategySetup(budget=plan_budget.amount, input_shape=traits_of(evaluator).input_shape,
-                          find_trial=_trial_finder(store), warm=warm.offer if warm is not None else None)
+    setup = StrategySetup(
+        budget=plan_budget.amount,
+        input_shape=traits_of(evaluator).input_shape,
+        find_trial=_trial_finder(store),
+        warm=warm.offer if warm is not None else None,
+    )
     options = cls.prepare_options(options, setup)
     if warm is not None and echo is not None:
         echo(warm.describe())
-    search = _assemble(store, task, space, evaluator, strategy_name, options, seed, plan_budget, warm,
-                       Running(executor, workers, address, device), progress,
-                       (scheduler, scheduler_options, stop_early, stop_options))
+    search = _assemble(
+        store,
+        task,
+        space,
+        evaluator,
+        strategy_name,
+        options,
+        seed,
+        plan_budget,
+        warm,
+        Running(executor, workers, address, device),
+        progress,
+        (scheduler, scheduler_options, stop_early, stop_options),
+    )
     search.start(options, tags)
     return search
 
 
 def resume_search(
-    store: Metastore, search_id: str, *, budget: int | None = None, progress: Progress | None = None,
-    device: str | None = None, force: bool = False, executor: str = "inprocess", workers: int = 1,
+    store: Metastore,
+    search_id: str,
+    *,
+    budget: int | None = None,
+    progress: Progress | None = None,
+    device: str | None = None,
+    force: bool = False,
+    executor: str = "inprocess",
+    workers: int = 1,
     address: str | None = None,
 ) -> Search:
     """Rebuild a recorded search from its spec and replay its trials into a fresh strategy.
@@ -114,41 +136,79 @@ def resume_search(
         names = ",".join(ws.get("sources") or {}) or "auto"
         prior = [Genotype.from_json(t) for t in ws.get("prior") or []]
         warm = _warm_plan(store, task, space, evaluator, strategy_class(strategy_name), options, names, prior)
-    search = _assemble(store, task, space, evaluator, strategy_name, options, rec.seed, plan_budget, warm,
-                       Running(executor, workers, address, device), progress,
-                       (sch.get("name"), sch.get("options"), stop.get("rule"), stop.get("options")))
+    search = _assemble(
+        store,
+        task,
+        space,
+        evaluator,
+        strategy_name,
+        options,
+        rec.seed,
+        plan_budget,
+        warm,
+        Running(executor, workers, address, device),
+        progress,
+        (sch.get("name"), sch.get("options"), stop.get("rule"), stop.get("options")),
+    )
     search.replay(search_id, force=force)
     return search
 
 
-def _assemble(store: Metastore, task: Task, space: SearchSpace, evaluator: Evaluator, strategy_name: str,
-              options: Mapping[str, Any], seed: int, budget: Budget, warm: WarmStartPlan | None, running: Running,
-              progress: Progress | None, fidelity: tuple) -> Search:
+def _assemble(
+    store: Metastore,
+    task: Task,
+    space: SearchSpace,
+    evaluator: Evaluator,
+    strategy_name: str,
+    options: Mapping[str, Any],
+    seed: int,
+    budget: Budget,
+    warm: WarmStartPlan | None,
+    running: Running,
+    progress: Progress | None,
+    fidelity: tuple,
+) -> Search:
     """The strategy (with its warm start and price of genotypes), the executor, the fidelities,
     and the :class:`Search` that holds them."""
     cls = strategy_class(strategy_name)
     warm_kwargs = cls.warm_start_options(warm.offer, options) if warm is not None else {}
     strategy = make_strategy(strategy_name, space, seed=seed, **options, **warm_kwargs)
     price_genotypes(strategy, evaluator)
-    execu = make_executor(running.executor, running.workers, store, task, device=running.device,
-                          address=running.address, trainable=space.trainable)
+    execu = make_executor(
+        running.executor,
+        running.workers,
+        store,
+        task,
+        device=running.device,
+        address=running.address,
+        trainable=space.trainable,
+    )
     fkw = fidelity_setup(task, space, evaluator, budget.amount, *fidelity)
     return Search(store, task, strategy, evaluator, space, budget, seed, progress, executor=execu, warm=warm, **fkw)
 
 
-def _warm_plan(store: Metastore, task: Task, space: SearchSpace, evaluator: Evaluator, cls: type[Strategy],
-               options: Mapping[str, Any], warm_start: str | None,
-               prior: Sequence[Genotype] | None = None) -> WarmStartPlan | None:
+def _warm_plan(
+    store: Metastore,
+    task: Task,
+    space: SearchSpace,
+    evaluator: Evaluator,
+    cls: type[Strategy],
+    options: Mapping[str, Any],
+    warm_start: str | None,
+    prior: Sequence[Genotype] | None = None,
+) -> WarmStartPlan | None:
     """The warm-start plan of a new (or, with its recorded ``prior``, resumed) search, or None."""
     if not warm_start or warm_start == "none":
         return None
     histories = store.histories(space.name, task.objective, exclude_task=task.name)
-    return plan_warm_start(warm_start, histories, space, task.name, meta_features_for(task, evaluator), cls,
-                           options, prior)
+    return plan_warm_start(
+        warm_start, histories, space, task.name, meta_features_for(task, evaluator), cls, options, prior
+    )
 
 
 def _trial_finder(store: Metastore) -> Callable[[str], tuple[str, str]]:
     """Resolve a trial id or unique prefix in ``store`` to ``(trial_id, genotype_json)``."""
+
     def find(trial_id: str) -> tuple[str, str]:
         from workbench.lineage import resolve_trial
 
@@ -171,8 +231,14 @@ def price_genotypes(strategy: Strategy, evaluator: Evaluator) -> None:
 
 
 def make_executor(
-    name: str, workers: int, store: Metastore, task: Task, *, device: str | None = None,
-    address: str | None = None, trainable: bool = True,
+    name: str,
+    workers: int,
+    store: Metastore,
+    task: Task,
+    *,
+    device: str | None = None,
+    address: str | None = None,
+    trainable: bool = True,
 ) -> Executor | None:
     """The executor for ``--executor NAME --workers N`` (None: in process, one at a time)."""
     import json

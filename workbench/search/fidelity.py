@@ -10,7 +10,7 @@ from typing import Any
 from metastore import Metastore, TrialRecord
 from metastore.schema import TAG_FIDELITY, TAG_STOPPED_EARLY
 from workbench.errors import StoreError, UserError
-from workbench.evaluate.base import Evaluator, traits_of, training_epochs
+from workbench.evaluate.base import Evaluator, training_epochs, traits_of
 from workbench.evaluate.fidelity import Fidelity, FidelitySpace, stopped_record
 from workbench.search.records import fidelity_of, stopped_value
 from workbench.space.base import SearchSpace
@@ -22,8 +22,13 @@ STOP_OPTIONS = frozenset({"threshold", "min_epochs", "every", "quantile"})
 
 
 def fidelity_setup(
-    task: Task, space: SearchSpace, evaluator: Evaluator, budget: float, scheduler: str | None,
-    scheduler_options: Mapping[str, Any] | None = None, stop_early: str | None = None,
+    task: Task,
+    space: SearchSpace,
+    evaluator: Evaluator,
+    budget: float,
+    scheduler: str | None,
+    scheduler_options: Mapping[str, Any] | None = None,
+    stop_early: str | None = None,
     stop_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fidelity keywords of :class:`workbench.search.Search`: the task's fidelity space (a
@@ -44,15 +49,18 @@ def fidelity_setup(
     sched = None
     if scheduler:
         if fs is None:
-            raise UserError(f"task {task.name!r} ({task.kind}) cannot be evaluated at lower fidelities; "
-                            "--scheduler needs a trained task")
+            raise UserError(
+                f"task {task.name!r} ({task.kind}) cannot be evaluated at lower fidelities; "
+                "--scheduler needs a trained task"
+            )
         from workbench.evaluate.schedulers import make_scheduler
 
         sched = make_scheduler(scheduler, fs, float(budget), **dict(scheduler_options or {}))
     opts = dict(stop_options or {})
     if set(opts) - STOP_OPTIONS:
-        raise UserError(f"unknown --stop-early options {sorted(set(opts) - STOP_OPTIONS)}; "
-                        f"expected some of {sorted(STOP_OPTIONS)}")
+        raise UserError(
+            f"unknown --stop-early options {sorted(set(opts) - STOP_OPTIONS)}; expected some of {sorted(STOP_OPTIONS)}"
+        )
     return {"scheduler": sched, "fidelity_space": fs, "stop_early": stop_early, "stop_options": opts}
 
 
@@ -73,28 +81,41 @@ class FidelityBook:
         UserError: Fidelities or a stop rule on a task that cannot use them.
     """
 
-    def __init__(self, task: Task, space: SearchSpace, evaluator: Evaluator, store: Metastore, scheduler: Any = None,
-                 fidelity_space: FidelitySpace | None = None, stop_early: str | None = None,
-                 stop_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        space: SearchSpace,
+        evaluator: Evaluator,
+        store: Metastore,
+        scheduler: Any = None,
+        fidelity_space: FidelitySpace | None = None,
+        stop_early: str | None = None,
+        stop_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.task, self.space, self.evaluator, self.store = task, space, evaluator, store
         self.scheduler = scheduler
         self.stop_early = stop_early or None
         self.stop_options = dict(stop_options or {})
-        self.space_of_fidelities = fidelity_space if fidelity_space is not None else (
-            scheduler.space if scheduler is not None else None)
+        self.space_of_fidelities = (
+            fidelity_space if fidelity_space is not None else (scheduler.space if scheduler is not None else None)
+        )
         self.traits = traits_of(evaluator)
         self.curves: dict[str, tuple[float, ...]] = {}
         self.records: dict[str, dict[str, Any]] = {}
         self.planned_epochs: dict[str, int] = {}
         if (scheduler is not None or self.space_of_fidelities is not None) and not self.traits.fidelity:
-            raise UserError(f"task {task.name!r} ({task.kind}) cannot be evaluated at lower fidelities; "
-                            "--scheduler needs a trained task")
+            raise UserError(
+                f"task {task.name!r} ({task.kind}) cannot be evaluated at lower fidelities; "
+                "--scheduler needs a trained task"
+            )
         if self.stop_early is not None:
             if self.stop_early != "lc":
                 raise UserError(f"unknown --stop-early rule {self.stop_early!r}; expected 'lc'")
             if not space.trainable or task.objective != "val_accuracy":
-                raise UserError("--stop-early lc needs a trained task whose objective is val_accuracy "
-                                f"(task {task.name!r}: {task.kind}, objective {task.objective})")
+                raise UserError(
+                    "--stop-early lc needs a trained task whose objective is val_accuracy "
+                    f"(task {task.name!r}: {task.kind}, objective {task.objective})"
+                )
 
     def spec(self) -> dict[str, Any]:
         """What the search's spec records of its fidelities (resume rebuilds them from it)."""
@@ -133,11 +154,13 @@ class FidelityBook:
     def _is_default_training(self, fid: Fidelity) -> bool:
         """True when ``fid`` trains exactly as the evaluator does without a fidelity."""
         return (fid.data_fraction, fid.resolution, fid.width_mult, fid.start_epoch) == (1.0, 1.0, 1.0, 0) and (
-            fid.epochs is None or fid.epochs == self.traits.epochs)
+            fid.epochs is None or fid.epochs == self.traits.epochs
+        )
 
     # -- a finished trial ----------------------------------------------------------------------
-    def live_tags(self, trial_id: str, metrics: Mapping[str, float], curve: tuple[float, ...] | list,
-                  stopped: str) -> dict[str, str]:
+    def live_tags(
+        self, trial_id: str, metrics: Mapping[str, float], curve: tuple[float, ...] | list, stopped: str
+    ) -> dict[str, str]:
         """The tags of a just-finished trial as the store now holds them (fidelity, stop)."""
         rec = dict(self.records.get(trial_id, {}))
         tags: dict[str, str] = {}
@@ -164,8 +187,9 @@ class FidelityBook:
             return int(fid.epochs)
         return training_epochs(self.evaluator, g)
 
-    def stop_rule_json(self, g: Genotype, fid: Fidelity | None, record: Mapping[str, Any], trial_id: str,
-                       done: list[TrialRecord]) -> str:
+    def stop_rule_json(
+        self, g: Genotype, fid: Fidelity | None, record: Mapping[str, Any], trial_id: str, done: list[TrialRecord]
+    ) -> str:
         """The stop rule of a new trial (``""``: none): the incumbent is the best finished trial
         of ``done`` measured at the same fidelity that was not stopped (its curve corrects the
         extrapolation); the population is every such trial's final value, the predicted one for
@@ -190,17 +214,26 @@ class FidelityBook:
             return rec.get("epochs") == level["epochs"]
 
         same = [r for r in done if r.state == "finished" and objective in r.metrics and same_level(r)]
-        peers = [r for r in same if not fidelity_of(r).get("stopped")
-                 and (r.metrics.get("epochs") is None or int(r.metrics["epochs"]) == target)]
+        peers = [
+            r
+            for r in same
+            if not fidelity_of(r).get("stopped")
+            and (r.metrics.get("epochs") is None or int(r.metrics["epochs"]) == target)
+        ]
         incumbent = max(peers, key=lambda r: r.metrics[objective], default=None)
         self.planned_epochs[trial_id] = target
         if incumbent is None:
             return ""
-        population = [stopped_value(r.metrics, r.metrics[objective]) if fidelity_of(r).get("stopped")
-                      else r.metrics[objective] for r in same]
+        population = [
+            stopped_value(r.metrics, r.metrics[objective]) if fidelity_of(r).get("stopped") else r.metrics[objective]
+            for r in same
+        ]
         rule = LCStopRule(
-            target_epoch=target, incumbent=float(incumbent.metrics[objective]),
-            incumbent_curve=self.curve_of(incumbent.trial_id), population=population, **self.stop_options,
+            target_epoch=target,
+            incumbent=float(incumbent.metrics[objective]),
+            incumbent_curve=self.curve_of(incumbent.trial_id),
+            population=population,
+            **self.stop_options,
         )
         return rule.to_json()
 

@@ -75,8 +75,9 @@ def observation_of(record: TrialRecord, objective: str, space: SearchSpace) -> O
         return None
     fidelity = fidelity_of(record)
     value = observed_value(record.state, record.metrics, objective, bool(fidelity.get("stopped")))
-    return Observation(genotype=g, value=value, objectives=dict(record.metrics), trial_id=record.trial_id,
-                       fidelity=fidelity)
+    return Observation(
+        genotype=g, value=value, objectives=dict(record.metrics), trial_id=record.trial_id, fidelity=fidelity
+    )
 
 
 def usable_record(record: TrialRecord, space: SearchSpace) -> TrialRecord:

@@ -161,12 +161,19 @@ class Search:
                     f"trial {rec.number} of search {search_id} is still running ({beat.rsplit(':', 1)[0]}); "
                     "stop that process first, or resume with --force"
                 )
-            self.store.finish_trial(rec.trial_id, state="failed", reason="interrupted: the search stopped while this trial ran")
+            self.store.finish_trial(
+                rec.trial_id, state="failed", reason="interrupted: the search stopped while this trial ran"
+            )
         self.records = [usable_record(r, self.space) for r in self.store.trials(search_id)]
         unusable = [r.number for r in self.records if (r.reason or "").startswith(UNUSABLE)]
         if unusable:
-            self.store.set_tags(search_id, {note_tag(NOTE_UNUSABLE_TRIALS): f"trials {unusable} have genotypes that do "
-                                            "not validate in this search's space; not used on resume"[:5000]})
+            self.store.set_tags(
+                search_id,
+                {
+                    note_tag(NOTE_UNUSABLE_TRIALS): f"trials {unusable} have genotypes that do "
+                    "not validate in this search's space; not used on resume"[:5000]
+                },
+            )
         observed = [(r, observation_of(r, self.task.objective, self.space)) for r in self.records]
         self.strategy.tell([o for _, o in observed if o])
         if self.scheduler is not None:
@@ -307,7 +314,12 @@ class Search:
     def execute(self, job: TrialJob, on_epoch=None) -> TrialOutcome:
         """Evaluate a started trial in this process (inherit, train, record its metrics)."""
         return execute_trial(
-            self.store, self.evaluator, self.space, job, on_epoch=on_epoch, save_weights=self.save_weights,
+            self.store,
+            self.evaluator,
+            self.space,
+            job,
+            on_epoch=on_epoch,
+            save_weights=self.save_weights,
             inherit=inherit_weights,
         )
 
@@ -319,17 +331,24 @@ class Search:
     def record(self, outcome: TrialOutcome, g: Genotype) -> Observation:
         """Keep a finished trial's outcome as a record, tell the strategy, update the display."""
         rec = TrialRecord(
-            trial_id=outcome.trial_id, search_id=self.search_id or "", task=self.task.name, number=outcome.number,
-            genotype_json=g.to_json(), genotype_key=g.key, state=outcome.state, metrics=dict(outcome.metrics),
-            reason=outcome.reason, tags=self.fidelity.live_tags(outcome.trial_id, outcome.metrics, outcome.curve,
-                                                                outcome.stopped),
+            trial_id=outcome.trial_id,
+            search_id=self.search_id or "",
+            task=self.task.name,
+            number=outcome.number,
+            genotype_json=g.to_json(),
+            genotype_key=g.key,
+            state=outcome.state,
+            metrics=dict(outcome.metrics),
+            reason=outcome.reason,
+            tags=self.fidelity.live_tags(outcome.trial_id, outcome.metrics, outcome.curve, outcome.stopped),
         )
         self.records.append(rec)
         value = observed_value(outcome.state, outcome.metrics, self.task.objective, bool(outcome.stopped))
         if outcome.curve:
             self.fidelity.curves[outcome.trial_id] = tuple(outcome.curve)
-        obs = Observation(g, value, objectives=dict(outcome.metrics), trial_id=outcome.trial_id,
-                          fidelity=fidelity_of(rec))
+        obs = Observation(
+            g, value, objectives=dict(outcome.metrics), trial_id=outcome.trial_id, fidelity=fidelity_of(rec)
+        )
         if self.scheduler is not None:
             self.scheduler.finished(outcome.trial_id, value)
         self.strategy.tell([obs])
@@ -343,8 +362,11 @@ class Search:
         """Trust in each source after this trial, kept on the parent run: the strategy's own
         weights when it has them (:meth:`Strategy.source_weights`, e.g. multi-task BO's RGPE
         weights), else the plan's ranking agreement."""
-        ok = [(r, r.metrics[self.task.objective]) for r in self.records
-              if r.state == "finished" and self.task.objective in r.metrics]
+        ok = [
+            (r, r.metrics[self.task.objective])
+            for r in self.records
+            if r.state == "finished" and self.task.objective in r.metrics
+        ]
         try:
             weights = self.strategy.source_weights()
             if weights:
@@ -355,8 +377,10 @@ class Search:
                 gs = [Genotype.from_json(r.genotype_json) for r, _ in ok]
                 self.warm.update(self.space, meta_features_for(self.task, self.evaluator), gs, [v for _, v in ok])
                 how = "ranking agreement"
-            self.store.set_tags(self.search_id, {TAG_SOURCE_WEIGHTS: json.dumps(self.warm.history, sort_keys=True)[:7900],
-                                                 TAG_SOURCE_WEIGHTS_BY: how})
+            self.store.set_tags(
+                self.search_id,
+                {TAG_SOURCE_WEIGHTS: json.dumps(self.warm.history, sort_keys=True)[:7900], TAG_SOURCE_WEIGHTS_BY: how},
+            )
         except (InvalidGenotype, StoreError, ValueError):
             pass
 
@@ -396,8 +420,7 @@ class Search:
             from workbench.report import log_search_artifacts
 
             traits = traits_of(self.evaluator)
-            log_search_artifacts(self.store, self.search_id, input_shape=traits.input_shape,
-                                 n_classes=traits.n_classes)
+            log_search_artifacts(self.store, self.search_id, input_shape=traits.input_shape, n_classes=traits.n_classes)
         except Exception:  # noqa: BLE001 - a plot must never fail a finished search
             pass
         self._log_front()
@@ -424,8 +447,12 @@ class Search:
         except (ValueError, TypeError, KeyError):
             return
         front = [
-            {"trial_id": rows[i].trial_id, "number": rows[i].number,
-             **{o.key: rows[i].metrics[o.key] for o in parsed}, "genotype": json.loads(rows[i].genotype_json)}
+            {
+                "trial_id": rows[i].trial_id,
+                "number": rows[i].number,
+                **{o.key: rows[i].metrics[o.key] for o in parsed},
+                "genotype": json.loads(rows[i].genotype_json),
+            }
             for i in sorted(int(i) for i in idx)
         ]
         path = Path(tempfile.mkdtemp(prefix="nasw-front-")) / PARETO_ARTIFACT

@@ -105,9 +105,7 @@ def cell_ops(edges: Any) -> tuple[str, ...]:
     """The 6 ops of an ``edges`` value (mapping ``"j<-i" -> op`` or list in :data:`EDGES` order)."""
     if isinstance(edges, Mapping):
         if set(edges) != set(EDGES):
-            raise InvalidGenotype(
-                f"cell edges must name exactly {list(EDGES)}; got {sorted(map(str, edges))}"
-            )
+            raise InvalidGenotype(f"cell edges must name exactly {list(EDGES)}; got {sorted(map(str, edges))}")
         ops = tuple(edges[e] for e in EDGES)
     elif isinstance(edges, (list, tuple)):
         if len(edges) != len(EDGES):
@@ -136,10 +134,7 @@ def live_ops(ops: Sequence[str]) -> tuple[str, ...]:
     for i in (2, 1, 0):
         if any((i, j) in on and j in bwd for j in range(i + 1, 4)):
             bwd.add(i)
-    return tuple(
-        op if (i, j) in on and i in fwd and j in bwd else "none"
-        for (i, j), op in zip(EDGE_PAIRS, ops)
-    )
+    return tuple(op if (i, j) in on and i in fwd and j in bwd else "none" for (i, j), op in zip(EDGE_PAIRS, ops))
 
 
 def canonical_ops(ops: Sequence[str]) -> tuple[str, ...]:
@@ -182,10 +177,7 @@ class CellSpace(SearchSpace):
         self.width = int(width)
         ops = CELL_OPS[1:]
         self._path_index = {
-            seq: t
-            for t, seq in enumerate(
-                s for length in (1, 2, 3) for s in itertools.product(ops, repeat=length)
-            )
+            seq: t for t, seq in enumerate(s for length in (1, 2, 3) for s in itertools.product(ops, repeat=length))
         }
 
     def settings(self) -> dict[str, Any]:
@@ -202,9 +194,7 @@ class CellSpace(SearchSpace):
         return self._genotype(ops)
 
     def _genotype(self, ops: Sequence[str], macro: Mapping[str, int] | None = None) -> Genotype:
-        return Genotype.of(
-            self.name, {"edges": dict(zip(EDGES, ops)), "macro": dict(macro or self.macro)}
-        )
+        return Genotype.of(self.name, {"edges": dict(zip(EDGES, ops)), "macro": dict(macro or self.macro)})
 
     def from_nb201(self, arch: str) -> Genotype:
         """A genotype from a NAS-Bench-201 string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
@@ -218,8 +208,7 @@ class CellSpace(SearchSpace):
                     found[f"{j}<-{int(i)}"] = inverse[op]
         except (ValueError, KeyError, AttributeError):
             raise InvalidGenotype(
-                "expected a NAS-Bench-201 string like "
-                f"'|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'; got {arch!r}"
+                f"expected a NAS-Bench-201 string like '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'; got {arch!r}"
             ) from None
         return self.make(found)
 
@@ -227,10 +216,7 @@ class CellSpace(SearchSpace):
     def to_nb201(g: Genotype) -> str:
         """The NAS-Bench-201 architecture string of ``g`` (the inverse of :meth:`from_nb201`)."""
         ops = dict(zip(EDGES, read_cell(g)[0]))
-        return "+".join(
-            "|" + "|".join(f"{_NB201[ops[f'{j}<-{i}']]}~{i}" for i in range(j)) + "|"
-            for j in (1, 2, 3)
-        )
+        return "+".join("|" + "|".join(f"{_NB201[ops[f'{j}<-{i}']]}~{i}" for i in range(j)) + "|" for j in (1, 2, 3))
 
     @staticmethod
     def ops_of(g: Genotype) -> tuple[str, ...]:

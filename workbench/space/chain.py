@@ -202,8 +202,10 @@ class ChainSpace(SearchSpace):
                 op = layer.get("op") if isinstance(layer, dict) else layer
                 raise InvalidGenotype(f"layer {i}: op must be one of {OPS}, got {op!r}")
             op = layer["op"]
-            expected = {"op", "kernel", "width", "act"} if op in CONV_OPS else (
-                {"op", "width", "act"} if op == "dense" else {"op"}
+            expected = (
+                {"op", "kernel", "width", "act"}
+                if op in CONV_OPS
+                else ({"op", "width", "act"} if op == "dense" else {"op"})
             )
             if set(layer) != expected:
                 raise InvalidGenotype(f"layer {i} ({op}): expected keys {sorted(expected)}, got {sorted(layer)}")

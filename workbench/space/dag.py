@@ -122,9 +122,7 @@ def read_dag(
         raise InvalidGenotype(f"dag spec must be an object with 'nodes'; got {type(spec).__name__}")
     unknown = sorted(set(spec) - {"nodes", "macro"})
     if unknown or "nodes" not in spec:
-        raise InvalidGenotype(
-            f"dag spec keys must be 'nodes' and optionally 'macro'; got {sorted(spec)}"
-        )
+        raise InvalidGenotype(f"dag spec keys must be 'nodes' and optionally 'macro'; got {sorted(spec)}")
     macro = read_dag_macro(spec.get("macro"))
     raw = spec["nodes"]
     if not isinstance(raw, list):
@@ -144,14 +142,10 @@ def read_dag(
         if merge not in MERGES:
             raise InvalidGenotype(f"{where}: merge must be one of {list(MERGES)}; got {merge!r}")
         if not isinstance(inputs, list) or not inputs:
-            raise InvalidGenotype(
-                f"{where}: inputs must be a non-empty list of earlier node indices; got {inputs!r}"
-            )
+            raise InvalidGenotype(f"{where}: inputs must be a non-empty list of earlier node indices; got {inputs!r}")
         for i in inputs:
             if not _is_int(i) or not 0 <= i < k:
-                raise InvalidGenotype(
-                    f"{where}: inputs must be earlier nodes 0..{k - 1} (0 = stem); got {i!r}"
-                )
+                raise InvalidGenotype(f"{where}: inputs must be earlier nodes 0..{k - 1} (0 = stem); got {i!r}")
         if len(set(inputs)) != len(inputs):
             raise InvalidGenotype(f"{where}: inputs must not repeat; got {inputs}")
         nodes.append(DagNode(op, merge, tuple(sorted(int(i) for i in inputs))))
@@ -210,10 +204,7 @@ def reduce_dag(nodes: Sequence[DagNode]) -> tuple[DagNode, ...]:
         ins = tuple(sorted(root(i) for i in nodes[k - 1].inputs))
         resolved[k] = ins
         stack.extend(i for i in set(ins) if i > 0 and i not in resolved)
-    label = {
-        k: (nodes[k - 1].op, nodes[k - 1].merge if len(ins) > 1 else "add")
-        for k, ins in resolved.items()
-    }
+    label = {k: (nodes[k - 1].op, nodes[k - 1].merge if len(ins) > 1 else "add") for k, ins in resolved.items()}
     inner = sorted(k for k in resolved if k != out)
     consumers: dict[int, tuple[int, ...]] = {k: () for k in resolved}
     for k, ins in resolved.items():
@@ -325,8 +316,7 @@ class DagSpace(SearchSpace):
         self._path_index = {
             seq: i
             for i, seq in enumerate(
-                s for length in range(1, self.path_length + 1)
-                for s in itertools.product(self.ops, repeat=length)
+                s for length in range(1, self.path_length + 1) for s in itertools.product(self.ops, repeat=length)
             )
         }
 

@@ -111,17 +111,13 @@ class JointSpace(SearchSpace):
         from workbench.space.registry import make_space
 
         if not isinstance(base, Mapping) or not isinstance(base.get("kind"), str):
-            raise UserError(
-                f"joint base must be a table with a 'kind' (e.g. {{kind = 'chain'}}); got {base!r}"
-            )
+            raise UserError(f"joint base must be a table with a 'kind' (e.g. {{kind = 'chain'}}); got {base!r}")
         if base["kind"] == self.kind or str(base["kind"]).startswith("joint-"):
             raise UserError("joint base must be an architecture space, not another joint space")
         self.base = dict(base)
         self.inner = make_space(**self.base)
         if not self.inner.trainable:
-            raise UserError(
-                f"joint base must be a trainable space; {self.inner.name!r} is a tabular benchmark"
-            )
+            raise UserError(f"joint base must be a trainable space; {self.inner.name!r} is a tabular benchmark")
         self.encodings = tuple(self.inner.encodings)  # type: ignore[misc]
         self.ranges: dict[str, tuple[float, float]] = {}
         for label, value in (("lr", lr), ("weight_decay", weight_decay)):
@@ -182,9 +178,7 @@ class JointSpace(SearchSpace):
         self.check_space(g)
         arch, hp = _read(g)
         if arch.space != self.inner.name:
-            raise InvalidGenotype(
-                f"joint architecture belongs to space {arch.space!r}, expected {self.inner.name!r}"
-            )
+            raise InvalidGenotype(f"joint architecture belongs to space {arch.space!r}, expected {self.inner.name!r}")
         self.inner.validate(arch)
         for name, (lo, hi) in self.ranges.items():
             if not lo <= hp[name] <= hi:
@@ -209,8 +203,10 @@ class JointSpace(SearchSpace):
         from workbench.space.registry import space_class
 
         arch, hp = _read(g)
-        return (f"{space_class(arch.space).describe(arch)} | lr {hp['lr']:g} wd {hp['weight_decay']:g} "
-                f"bs {hp['batch_size']} ep {hp['epochs']}")
+        return (
+            f"{space_class(arch.space).describe(arch)} | lr {hp['lr']:g} wd {hp['weight_decay']:g} "
+            f"bs {hp['batch_size']} ep {hp['epochs']}"
+        )
 
     # -- sampling and mutation ---------------------------------------------------------------
 

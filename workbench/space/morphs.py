@@ -70,7 +70,9 @@ class GenotypeMorphism(ABC):
     space_name: ClassVar[str]
 
     @abstractmethod
-    def candidates(self, g: Genotype, space: SearchSpace | None, input_shape: Sequence[int] | None) -> list[MorphismStep]:
+    def candidates(
+        self, g: Genotype, space: SearchSpace | None, input_shape: Sequence[int] | None
+    ) -> list[MorphismStep]:
         """Every function-preserving step on ``g`` (before the space filter)."""
 
     @abstractmethod
@@ -242,7 +244,11 @@ class ChainWidenEdit(GenotypeMorphism):
                 continue
             for w in self._targets(layer, space):
                 step = self._step(i, w)
-                if input_shape is not None and layer["op"] != "dense" and not self._keeps_grid(layers, i, w, input_shape):
+                if (
+                    input_shape is not None
+                    and layer["op"] != "dense"
+                    and not self._keeps_grid(layers, i, w, input_shape)
+                ):
                     continue
                 out.append(step)
         return out
@@ -265,8 +271,12 @@ class ChainWidenEdit(GenotypeMorphism):
         layer = layers[step.site[0]]
         w, noise = step.param("width"), step.param("noise", 0.0)
         return (
-            "width" in layer and isinstance(w, int) and w > int(layer["width"])
-            and isinstance(noise, (int, float)) and noise >= 0 and {k for k, _ in step.params} <= {"width", "noise"}
+            "width" in layer
+            and isinstance(w, int)
+            and w > int(layer["width"])
+            and isinstance(noise, (int, float))
+            and noise >= 0
+            and {k for k, _ in step.params} <= {"width", "noise"}
         )
 
     def edit(self, g, step):
@@ -352,7 +362,8 @@ class DagDeepenEdit(GenotypeMorphism):
         live = live_nodes(nodes) | {0}
         return [
             MorphismStep.make(self.op, (k,), node_op=op)
-            for k in range(len(nodes) + 1) if k in live and nonneg[k]
+            for k in range(len(nodes) + 1)
+            if k in live and nonneg[k]
             for op in ops
         ]
 
@@ -389,8 +400,7 @@ class DagSkipEdit(GenotypeMorphism):
         nodes, _ = read_dag(g)
         live = live_nodes(nodes)
         return [
-            MorphismStep.make(self.op, (i, k))
-            for k in sorted(live) for i in range(k) if i not in nodes[k - 1].inputs
+            MorphismStep.make(self.op, (i, k)) for k in sorted(live) for i in range(k) if i not in nodes[k - 1].inputs
         ]
 
     def edit(self, g, step):
@@ -455,8 +465,13 @@ class DagWidenEdit(GenotypeMorphism):
 _EDITS: dict[tuple[str, str], GenotypeMorphism] = {
     (e.op, e.space_name): e
     for e in (
-        ChainDeepenEdit(), ChainWidenEdit(), ChainEnlargeKernelEdit(),
-        DagDeepenEdit(), DagSkipEdit(), DagEnlargeKernelEdit(), DagWidenEdit(),
+        ChainDeepenEdit(),
+        ChainWidenEdit(),
+        ChainEnlargeKernelEdit(),
+        DagDeepenEdit(),
+        DagSkipEdit(),
+        DagEnlargeKernelEdit(),
+        DagWidenEdit(),
     )
 }
 

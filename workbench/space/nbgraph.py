@@ -56,17 +56,14 @@ def _parse(g: Genotype) -> tuple[list[int], list[str]]:
     value = g.value
     if not isinstance(value, dict) or set(value) != {"links", "ops"}:
         got = sorted(value) if isinstance(value, dict) else type(value).__name__
-        raise InvalidGenotype(
-            f"nbgraph spec must be an object with keys 'links' and 'ops'; got {got}"
-        )
+        raise InvalidGenotype(f"nbgraph spec must be an object with keys 'links' and 'ops'; got {got}")
     links, ops = value["links"], value["ops"]
     if not isinstance(links, list) or len(links) != 4:
         raise InvalidGenotype(f"nbgraph 'links' must be a list of 4 integers; got {links!r}")
     for i, link in enumerate(links):
         if isinstance(link, bool) or not isinstance(link, int) or not 0 <= link <= i:
             raise InvalidGenotype(
-                f"nbgraph links[{i}] must be an integer in 0..{i} (0 = input, j = node j); "
-                f"got {link!r} in {links}"
+                f"nbgraph links[{i}] must be an integer in 0..{i} (0 = input, j = node j); got {link!r} in {links}"
             )
     if not isinstance(ops, list) or len(ops) != 4:
         raise InvalidGenotype(f"nbgraph 'ops' must be a list of 4 operation names; got {ops!r}")
@@ -170,8 +167,7 @@ class NBGraphSpace(SearchSpace):
         foreign = [op for op in ops if op not in self.ops]
         if foreign:
             raise InvalidGenotype(
-                f"ops {foreign} are not in the {self.dataset} table; "
-                f"this dataset covers only {list(self.ops)}"
+                f"ops {foreign} are not in the {self.dataset} table; this dataset covers only {list(self.ops)}"
             )
         try:
             key = tables.arch_key(links, ops)
@@ -179,8 +175,7 @@ class NBGraphSpace(SearchSpace):
             raise InvalidGenotype(str(exc)) from None
         if key not in tables.key_index(self.dataset):
             raise InvalidGenotype(
-                f"architecture links={links} ops={ops} (benchmark key {key:05d}) "
-                f"is not in the {self.dataset} table"
+                f"architecture links={links} ops={ops} (benchmark key {key:05d}) is not in the {self.dataset} table"
             )
         return key
 
@@ -300,6 +295,5 @@ class NBGraphSpace(SearchSpace):
     def _check_encoding(self, encoding: str) -> None:
         if encoding not in self.encodings:
             raise InvalidGenotype(
-                f"unknown encoding {encoding!r} for {self.name}; "
-                f"expected one of {list(self.encodings)}"
+                f"unknown encoding {encoding!r} for {self.name}; expected one of {list(self.encodings)}"
             )

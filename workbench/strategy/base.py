@@ -14,8 +14,17 @@ from workbench.space.base import SearchSpace
 from workbench.space.edits import MorphismStep
 from workbench.space.genotype import Genotype
 
-__all__ = ["MorphismStep", "Observation", "Proposal", "Strategy", "StrategySetup", "WarmSource", "WarmStart",
-           "fidelity_level", "highest_fidelity"]
+__all__ = [
+    "MorphismStep",
+    "Observation",
+    "Proposal",
+    "Strategy",
+    "StrategySetup",
+    "WarmSource",
+    "WarmStart",
+    "fidelity_level",
+    "highest_fidelity",
+]
 
 #: Architectures a warm start evaluates first, unless a strategy asks for another number.
 PRIOR_SIZE = 5

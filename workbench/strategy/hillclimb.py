@@ -195,7 +195,7 @@ class HillClimb(Strategy):
             return Proposal(self.fresh_sample(rng, taken))
         if self.margin > 0 and self._cost_fn is not None:  # the cheapest of the near-best first
             near = [o for o in ranked if o.value >= ranked[0].value - self.margin]
-            ranked = sorted(near, key=lambda o: self._cost(o.genotype)) + ranked[len(near):]
+            ranked = sorted(near, key=lambda o: self._cost(o.genotype)) + ranked[len(near) :]
         for parent in ranked[: self.parents]:
             child = self._morphed(parent, rng, taken)
             if child is not None:

@@ -46,7 +46,8 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) 
     module, cls_name = target.split(":")
     cls = getattr(importlib.import_module(module), cls_name)
     accepted = [
-        p.name for p in inspect.signature(cls.__init__).parameters.values()
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
         if p.name not in ("self", "space", "seed") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())

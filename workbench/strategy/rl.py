@@ -250,8 +250,12 @@ class ReinforceController(Strategy):
     def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
         """Every architecture of the trusted sources (weight above 0), with its per-task
         standardized value, pre-trains the controller (``prior``)."""
-        prior = [Observation(g, float(v)) for s in warm.sources if s.weight > 0
-                 for g, v in zip(s.genotypes, s.standardized())]
+        prior = [
+            Observation(g, float(v))
+            for s in warm.sources
+            if s.weight > 0
+            for g, v in zip(s.genotypes, s.standardized())
+        ]
         return {"prior": prior}
 
     def __init__(
@@ -295,13 +299,20 @@ class ReinforceController(Strategy):
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             given = {
-                "lr": lr, "entropy_weight": entropy_weight, "baseline_decay": baseline_decay,
-                "hidden_size": hidden_size, "ppo_epochs": ppo_epochs, "ppo_clip": ppo_clip,
-                "resample": resample, "candidates": candidates, "elite": elite,
+                "lr": lr,
+                "entropy_weight": entropy_weight,
+                "baseline_decay": baseline_decay,
+                "hidden_size": hidden_size,
+                "ppo_epochs": ppo_epochs,
+                "ppo_clip": ppo_clip,
+                "resample": resample,
+                "candidates": candidates,
+                "elite": elite,
                 "elite_weight": elite_weight,
             }
             raise UserError(
-                "bad rl option(s): " + ", ".join(f"{k}={given[k]!r}" for k in bad)
+                "bad rl option(s): "
+                + ", ".join(f"{k}={given[k]!r}" for k in bad)
                 + " (lr, ppo_clip > 0; entropy_weight, elite, elite_weight >= 0; "
                 "0 <= baseline_decay < 1; hidden_size, ppo_epochs, resample >= 1; candidates >= 2)"
             )
@@ -373,9 +384,7 @@ class ReinforceController(Strategy):
         """Prepared items of the ``elite`` best successes among ``seen`` (ties: earliest first)."""
         if self.elite <= 0:
             return []
-        ranked = sorted(
-            (i for i, (o, _) in enumerate(seen) if o.ok), key=lambda i: (-float(seen[i][0].value), i)
-        )
+        ranked = sorted((i for i, (o, _) in enumerate(seen) if o.ok), key=lambda i: (-float(seen[i][0].value), i))
         items = []
         for i in ranked:
             try:

@@ -62,13 +62,23 @@ class WarmStartPlan:
     def describe(self) -> str:
         """One line for the console."""
         if not self.sources:
-            return (f"warm start: no other task in this space has {MIN_SOURCE_TRIALS} or more finished full-fidelity "
-                    "trials; starting cold")
-        parts = [f"{s.task} {self.weights.weights.get(s.task, 0.0):.2f} ({self.weights.how.get(s.task)})" for s in self.sources]
+            return (
+                f"warm start: no other task in this space has {MIN_SOURCE_TRIALS} or more finished full-fidelity "
+                "trials; starting cold"
+            )
+        parts = [
+            f"{s.task} {self.weights.weights.get(s.task, 0.0):.2f} ({self.weights.how.get(s.task)})"
+            for s in self.sources
+        ]
         return f"warm start from {len(self.sources)} source(s): " + ", ".join(parts)
 
-    def update(self, space: SearchSpace, target_meta: Mapping[str, float], genotypes: Sequence[Genotype],
-               values: Sequence[float]) -> SourceWeights:
+    def update(
+        self,
+        space: SearchSpace,
+        target_meta: Mapping[str, float],
+        genotypes: Sequence[Genotype],
+        values: Sequence[float],
+    ) -> SourceWeights:
         """Re-weigh the sources with the target's observations so far; remember the trajectory."""
         w = weigh_sources(self.sources, space, target_meta, genotypes, values)
         self.record_weights(w.weights)

@@ -29,13 +29,13 @@ from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import WarmSource
 
-
 #: A task needs this many finished full-fidelity trials in the store to be a warm-start source.
 MIN_SOURCE_TRIALS = 5
 
 
-def sources_from_histories(histories: Mapping[str, Any], space: SearchSpace,
-                           min_trials: int = MIN_SOURCE_TRIALS) -> list[WarmSource]:
+def sources_from_histories(
+    histories: Mapping[str, Any], space: SearchSpace, min_trials: int = MIN_SOURCE_TRIALS
+) -> list[WarmSource]:
     """Turn the metastore's task histories into validated sources (bad genotypes are skipped),
     each with weight 0 until :func:`weigh_sources` weighs them.
 
@@ -86,9 +86,7 @@ def choose_sources(mode: str, names: Sequence[str], available: Sequence[WarmSour
     missing = [n for n in names if n not in by_name]
     if missing:
         have = sorted(by_name) or ["none"]
-        raise UserError(
-            f"--warm-start: no usable history for {missing} in this space; tasks with history: {have}"
-        )
+        raise UserError(f"--warm-start: no usable history for {missing} in this space; tasks with history: {have}")
     return [by_name[n] for n in names]
 
 
@@ -110,7 +108,9 @@ def meta_similarity(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return float(math.exp(-math.sqrt(d / len(keys))))
 
 
-def kernel_predict(x_train: np.ndarray, y_train: np.ndarray, x_query: np.ndarray, lengthscale: float | None = None) -> np.ndarray:
+def kernel_predict(
+    x_train: np.ndarray, y_train: np.ndarray, x_query: np.ndarray, lengthscale: float | None = None
+) -> np.ndarray:
     """Nadaraya–Watson regression with an RBF kernel: a cheap, model-free source predictor."""
     x_train = np.asarray(x_train, float)
     x_query = np.asarray(x_query, float)
@@ -133,7 +133,7 @@ def ranking_agreement(pred: np.ndarray, actual: np.ndarray) -> float:
     dp = np.sign(pred[:, None] - pred[None, :])
     da = np.sign(actual[:, None] - actual[None, :])
     iu = np.triu_indices(n, 1)
-    agree = (dp[iu] * da[iu])
+    agree = dp[iu] * da[iu]
     relevant = da[iu] != 0
     if not relevant.any():
         return 0.5

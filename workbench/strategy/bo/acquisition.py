@@ -98,8 +98,15 @@ def log_ei_from(mean: Tensor, var: Tensor, best_f: float) -> Tensor:
     return _log_ei_helper((mean - best_f) / sigma) + sigma.log()
 
 
-def top_log_ei_rows(model: TransferModel, cands: Candidates, rows: np.ndarray, best_f: float, k: int = 1,
-                    chunk: int = 128, switch_after: int = 512) -> tuple[np.ndarray, Tensor]:
+def top_log_ei_rows(
+    model: TransferModel,
+    cands: Candidates,
+    rows: np.ndarray,
+    best_f: float,
+    k: int = 1,
+    chunk: int = 128,
+    switch_after: int = 512,
+) -> tuple[np.ndarray, Tensor]:
     """The ``k`` candidate rows (of ``rows``) with the largest LogEI under ``model``, exactly.
 
     A multi-task model's counterpart of :func:`top_log_ei`, over rows of a candidate set whose
@@ -180,7 +187,6 @@ def _pruned_baseline(model, x_train: Tensor, seed: int, mc_samples: int, max_poi
     """Training points with a chance of being the best (BoTorch's pruning, seeded sampler)."""
     from botorch.acquisition.utils import prune_inferior_points
     from botorch.sampling import SobolQMCNormalSampler
-
     from linear_operator.utils.warnings import NumericalWarning
 
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed)
@@ -286,8 +292,13 @@ def greedy_qlognehvi(
     for step in range(min(n, candidates.shape[0])):
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed + 1 + step)
         acq = qLogNoisyExpectedHypervolumeImprovement(
-            model, ref_point=ref_point.to(DTYPE), X_baseline=x_base, sampler=sampler, X_pending=pend,
-            prune_baseline=False, cache_root=False,
+            model,
+            ref_point=ref_point.to(DTYPE),
+            X_baseline=x_base,
+            sampler=sampler,
+            X_pending=pend,
+            prune_baseline=False,
+            cache_root=False,
         )
         scores = _evaluate(acq, candidates.to(DTYPE), chunk)
         i = _pick(scores, set(chosen))

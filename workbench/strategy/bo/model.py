@@ -350,9 +350,7 @@ class GPModel:
         self._botorch = None
 
     @classmethod
-    def fit(
-        cls, x: Tensor, y: Tensor, layout: KernelLayout, settings: FitSettings = FitSettings()
-    ) -> GPModel:
+    def fit(cls, x: Tensor, y: Tensor, layout: KernelLayout, settings: FitSettings = FitSettings()) -> GPModel:
         """Fit hyperparameters (:func:`fit_hyperparameters`) and condition on the data."""
         return cls(x, y, layout, fit_hyperparameters(x, y, layout, settings))
 
@@ -427,8 +425,12 @@ def build_single_task_gp(x: Tensor, y: Tensor, layout: KernelLayout, hp: Hyperpa
     mean = ConstantMean()
     mean.constant = torch.as_tensor(hp.mean, dtype=DTYPE)
     model = SingleTaskGP(
-        x.to(DTYPE), y.to(DTYPE)[:, None], likelihood=likelihood, covar_module=covar,
-        mean_module=mean, outcome_transform=None,
+        x.to(DTYPE),
+        y.to(DTYPE)[:, None],
+        likelihood=likelihood,
+        covar_module=covar,
+        mean_module=mean,
+        outcome_transform=None,
     ).to(DTYPE)
     model.eval()
     return model

@@ -88,9 +88,16 @@ class FastMultiTaskGP:
 
     name = "mtgp"
 
-    def __init__(self, sources: Sequence[PreparedSource], layout: KernelLayout, settings: FitSettings,
-                 fit_points: int = 200, target_fit_points: int = 150, max_points: int = 1200,
-                 target_fit_sources: int = 600) -> None:
+    def __init__(
+        self,
+        sources: Sequence[PreparedSource],
+        layout: KernelLayout,
+        settings: FitSettings,
+        fit_points: int = 200,
+        target_fit_points: int = 150,
+        max_points: int = 1200,
+        target_fit_sources: int = 600,
+    ) -> None:
         if not sources:
             raise ValueError("a multi-task GP needs at least one source")
         self.sources = list(sources)
@@ -146,7 +153,9 @@ class FastMultiTaskGP:
         k = len(self.sources)
         s = self.settings
         if x0.shape[0] > self.target_fit_points:
-            keep = torch.as_tensor(np.unique(np.linspace(0, x0.shape[0] - 1, self.target_fit_points).round().astype(int)))
+            keep = torch.as_tensor(
+                np.unique(np.linspace(0, x0.shape[0] - 1, self.target_fit_points).round().astype(int))
+            )
             x0, y0 = x0[keep], y0[keep]
         n0 = x0.shape[0]
         sel = self._fit_points(self.target_fit_sources)  # the sources in the likelihood p(y0 | y_s)
@@ -160,7 +169,9 @@ class FastMultiTaskGP:
             zf = torch.linalg.solve_triangular(lf, rf[:, None], upper=False)[:, 0]
             a = self.kernel(x0, xf)  # `n0 x nf`
             masked = torch.stack([a.T * (tf == t).to(DTYPE)[:, None] for t in range(k)], 1)  # `nf x K x n0`
-            w = torch.linalg.solve_triangular(lf, masked.reshape(len(sel), k * n0), upper=False).reshape(len(sel), k, n0)
+            w = torch.linalg.solve_triangular(lf, masked.reshape(len(sel), k * n0), upper=False).reshape(
+                len(sel), k, n0
+            )
             p = torch.einsum("ftn,f->tn", w, zf)  # `K x n0`
             gram = torch.einsum("fsn,ftm->stnm", w, w)  # `K x K x n0 x n0`
             k00 = self.kernel(x0, x0)
@@ -182,12 +193,20 @@ class FastMultiTaskGP:
             return nll + prior
 
         x_init = np.concatenate([np.zeros(k), [math.log(0.7), math.log(s.noise_prior), 0.0]])
-        bounds = [(-5.0, 5.0)] * k + [(math.log(MIN_OWN_SD), math.log(5.0)), (math.log(MIN_NOISE), math.log(MAX_NOISE)),
-                                      (-3.0, 3.0)]
+        bounds = [(-5.0, 5.0)] * k + [
+            (math.log(MIN_OWN_SD), math.log(5.0)),
+            (math.log(MIN_NOISE), math.log(MAX_NOISE)),
+            (-3.0, 3.0),
+        ]
         res = minimize_torch(objective, x_init, bounds, s.maxiter)
         th = res.x
-        return TargetFit(u=th[:k].copy(), v=float(math.exp(th[k])), noise=float(math.exp(th[k + 1])),
-                         mean=float(th[k + 2]), iterations=int(res.nit))
+        return TargetFit(
+            u=th[:k].copy(),
+            v=float(math.exp(th[k])),
+            noise=float(math.exp(th[k + 1])),
+            mean=float(th[k + 2]),
+            iterations=int(res.nit),
+        )
 
     def update(self, x0: Tensor, y0: Tensor, rng: np.random.Generator | None = None) -> None:
         """Fit the target's part (if its data changed) and condition on everything.
@@ -217,13 +236,19 @@ class FastMultiTaskGP:
             self.b = torch.as_tensor(fit.b_row(self.factor), dtype=DTYPE)
             self.b00 = fit.b00
             a = self.kernel(x0, self.xs)  # `n0 x ns`
-            self.w = torch.linalg.solve_triangular(self.l_ss, (a * self.b[self.ts][None, :]).T, upper=False)  # `ns x n0`
+            self.w = torch.linalg.solve_triangular(
+                self.l_ss, (a * self.b[self.ts][None, :]).T, upper=False
+            )  # `ns x n0`
             s = self.b00 * self.kernel(x0, x0) - self.w.T @ self.w
             s.diagonal().add_(fit.noise)
             self.l_s, _ = _cholesky(s)
-            z0 = torch.linalg.solve_triangular(self.l_s, (y0 - fit.mean - self.w.T @ self.z_s)[:, None], upper=False)[:, 0]
+            z0 = torch.linalg.solve_triangular(self.l_s, (y0 - fit.mean - self.w.T @ self.z_s)[:, None], upper=False)[
+                :, 0
+            ]
             alpha0 = torch.linalg.solve_triangular(self.l_s.T, z0[:, None], upper=True)[:, 0]
-            alpha_s = torch.linalg.solve_triangular(self.l_ss.T, (self.z_s - self.w @ alpha0)[:, None], upper=True)[:, 0]
+            alpha_s = torch.linalg.solve_triangular(self.l_ss.T, (self.z_s - self.w @ alpha0)[:, None], upper=True)[
+                :, 0
+            ]
             self.train_x = torch.cat([self.xs, x0])
             self.coef = torch.cat([alpha_s * self.b[self.ts], self.b00 * alpha0])
         self.x0, self.y0 = x0, y0
@@ -300,8 +325,12 @@ class FastMultiTaskGP:
             n0 = self.x0.shape[0]
             tasks = torch.cat([torch.zeros(n0, dtype=torch.long), self.ts + 1])[keep]
             bfull = torch.as_tensor(self.task_covariance(), dtype=DTYPE)
-            noise = torch.cat([torch.full((n0,), self.fit.noise, dtype=DTYPE),
-                               torch.as_tensor(self.source_fit.noise, dtype=DTYPE)[self.ts]])[keep]
+            noise = torch.cat(
+                [
+                    torch.full((n0,), self.fit.noise, dtype=DTYPE),
+                    torch.as_tensor(self.source_fit.noise, dtype=DTYPE)[self.ts],
+                ]
+            )[keep]
             z = x_all[keep]
             k_zz = bfull[tasks][:, tasks] * self.kernel(z, z) + torch.diag(noise)
         bound = SubsetBound(self.kernel, z, scale_all[keep], k_zz, self.prior_var)
@@ -336,10 +365,21 @@ class FastMultiTaskGP:
         x = torch.cat([self.x0, self.xs])
         tasks = torch.cat([torch.zeros(self.x0.shape[0], dtype=DTYPE), (self.ts + 1).to(DTYPE)])
         y = torch.cat([self.y0, self.ys])
-        noise = torch.cat([torch.full((self.x0.shape[0],), self.fit.noise, dtype=DTYPE),
-                           torch.as_tensor(self.source_fit.noise, dtype=DTYPE)[self.ts]])
-        model = MultiTaskGP(torch.cat([x, tasks[:, None]], 1), y[:, None], task_feature=-1, train_Yvar=noise[:, None],
-                            outcome_transform=None, task_covar_prior=None, output_tasks=[0])
+        noise = torch.cat(
+            [
+                torch.full((self.x0.shape[0],), self.fit.noise, dtype=DTYPE),
+                torch.as_tensor(self.source_fit.noise, dtype=DTYPE)[self.ts],
+            ]
+        )
+        model = MultiTaskGP(
+            torch.cat([x, tasks[:, None]], 1),
+            y[:, None],
+            task_feature=-1,
+            train_Yvar=noise[:, None],
+            outcome_transform=None,
+            task_covar_prior=None,
+            output_tasks=[0],
+        )
         d = x.shape[1]
         kernels = []
         for bi in range(self.layout.n_blocks):

@@ -68,8 +68,9 @@ def _tril_from(diag_log: Tensor, off: Tensor, k: int) -> Tensor:
     return factor
 
 
-def minimize_torch(fun: Callable[[Tensor], Tensor], x0: np.ndarray, bounds: list[tuple[float, float]],
-                   maxiter: int) -> OptimizeResult:
+def minimize_torch(
+    fun: Callable[[Tensor], Tensor], x0: np.ndarray, bounds: list[tuple[float, float]], maxiter: int
+) -> OptimizeResult:
     """L-BFGS-B on a torch objective (value and autograd gradient), deterministic."""
 
     def wrapped(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -87,8 +88,12 @@ def minimize_torch(fun: Callable[[Tensor], Tensor], x0: np.ndarray, bounds: list
         return minimize(wrapped, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": maxiter})
 
 
-def minimize_numpy(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
-                   bounds: list[tuple[float, float]], maxiter: int) -> OptimizeResult:
+def minimize_numpy(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    bounds: list[tuple[float, float]],
+    maxiter: int,
+) -> OptimizeResult:
     """L-BFGS-B on ``fun(theta) -> (value, gradient)``, single-threaded, deterministic."""
     with single_threaded():
         return minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": maxiter})
@@ -105,7 +110,9 @@ class SourceObjective:
     per call; autograd through the Cholesky was measured 4 times slower).
     """
 
-    def __init__(self, x: Tensor, y: Tensor, tasks: Tensor, k: int, layout: KernelLayout, settings: FitSettings) -> None:
+    def __init__(
+        self, x: Tensor, y: Tensor, tasks: Tensor, k: int, layout: KernelLayout, settings: FitSettings
+    ) -> None:
         self.y = y
         self.tasks = tasks
         self.k = k
@@ -133,18 +140,31 @@ class SourceObjective:
         k = self.k
         l0 = np.linalg.cholesky(0.5 * np.eye(k) + 0.4 * np.ones((k, k)))
         rows, cols = np.tril_indices(k, -1)
-        return np.concatenate([
-            np.log(self.layout.prior_lengthscale), np.zeros(self.layout.n_blocks), np.log(np.diag(l0)), l0[rows, cols],
-            np.full(k, math.log(self.settings.noise_prior)), np.zeros(k),
-        ])
+        return np.concatenate(
+            [
+                np.log(self.layout.prior_lengthscale),
+                np.zeros(self.layout.n_blocks),
+                np.log(np.diag(l0)),
+                l0[rows, cols],
+                np.full(k, math.log(self.settings.noise_prior)),
+                np.zeros(k),
+            ]
+        )
 
     def bounds(self) -> list[tuple[float, float]]:
         g, b, k, n_off, _, _ = self.sizes
-        return ([(math.log(1e-2), math.log(1e3))] * g + [(-5.0, 5.0)] * b + [(math.log(1e-3), math.log(10.0))] * k
-                + [(-5.0, 5.0)] * n_off + [(math.log(MIN_NOISE), math.log(MAX_NOISE))] * k + [(-3.0, 3.0)] * k)
+        return (
+            [(math.log(1e-2), math.log(1e3))] * g
+            + [(-5.0, 5.0)] * b
+            + [(math.log(1e-3), math.log(10.0))] * k
+            + [(-5.0, 5.0)] * n_off
+            + [(math.log(MIN_NOISE), math.log(MAX_NOISE))] * k
+            + [(-3.0, 3.0)] * k
+        )
 
-    def _prior(self, log_ls: Tensor, logits: Tensor, diag_log: Tensor, off: Tensor, log_noise: Tensor,
-               means: Tensor) -> Tensor:
+    def _prior(
+        self, log_ls: Tensor, logits: Tensor, diag_log: Tensor, off: Tensor, log_noise: Tensor, means: Tensor
+    ) -> Tensor:
         s = self.settings
         prior = 0.5 * (((log_ls - self.prior_ls) / s.lengthscale_sd) ** 2).sum() + 0.5 * (logits**2).sum()
         prior = prior + 0.5 * ((diag_log - math.log(0.6)) ** 2).sum() + 0.5 * (off**2).sum()
@@ -183,7 +203,9 @@ class SourceObjective:
             return 1e10, np.zeros_like(theta_np)
         r = self.y - means[self.tasks]
         alpha = torch.cholesky_solve(r[:, None], chol)[:, 0]
-        nll = 0.5 * float(r @ alpha) + float(torch.log(torch.diagonal(chol)).sum()) + 0.5 * self.n * math.log(2 * math.pi)
+        nll = (
+            0.5 * float(r @ alpha) + float(torch.log(torch.diagonal(chol)).sum()) + 0.5 * self.n * math.log(2 * math.pi)
+        )
         gk = 0.5 * (torch.cholesky_inverse(chol) - torch.outer(alpha, alpha))  # d nll / d K
         h = gk * bx
         grad = []
@@ -206,7 +228,10 @@ class SourceObjective:
     def result(self, theta_np: np.ndarray, iterations: int) -> SourceFit:
         log_ls, logits, diag_log, off, log_noise, means = self.split(torch.as_tensor(theta_np, dtype=DTYPE))
         return SourceFit(
-            lengthscales=torch.exp(log_ls).numpy(), outputscales=torch.softmax(logits, 0).numpy(),
-            task_factor=_tril_from(diag_log, off, self.k).numpy(), noise=torch.exp(log_noise).numpy(),
-            means=means.numpy(), iterations=iterations,
+            lengthscales=torch.exp(log_ls).numpy(),
+            outputscales=torch.softmax(logits, 0).numpy(),
+            task_factor=_tril_from(diag_log, off, self.k).numpy(),
+            noise=torch.exp(log_noise).numpy(),
+            means=means.numpy(),
+            iterations=iterations,
         )

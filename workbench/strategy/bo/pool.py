@@ -58,7 +58,9 @@ class Featurizer:
 
     def __call__(self, gs: Sequence[Genotype]) -> np.ndarray:
         """Features of ``gs`` (`len(gs) x d`)."""
-        parts = [np.asarray(self.space.encode(list(gs), e), dtype=np.float64).reshape(len(gs), -1) for e in self.encodings]
+        parts = [
+            np.asarray(self.space.encode(list(gs), e), dtype=np.float64).reshape(len(gs), -1) for e in self.encodings
+        ]
         h = self.n_hyper
         if h:
             hyper = parts[0][:, -h:]

@@ -58,8 +58,13 @@ class CategoricalSums:
     MAX_DECISIONS = 10
     MAX_TABLE = 2_000_000
 
-    def __init__(self, decisions: list[list[int]], block_decisions: list[list[int]], decision_group: list[int],
-                 pool_codes: np.ndarray) -> None:
+    def __init__(
+        self,
+        decisions: list[list[int]],
+        block_decisions: list[list[int]],
+        decision_group: list[int],
+        pool_codes: np.ndarray,
+    ) -> None:
         self.decisions = decisions  # columns of each decision
         self.block_decisions = block_decisions  # decision indices per kernel block
         self.decision_group = decision_group  # lengthscale group of each decision
@@ -139,8 +144,9 @@ class CategoricalSums:
             out[:, d] = part.argmax(1) if part.shape[0] else 0
         return out
 
-    def matvec(self, train_codes: np.ndarray, c: np.ndarray, lengthscales: np.ndarray,
-               outputscales: np.ndarray) -> np.ndarray:
+    def matvec(
+        self, train_codes: np.ndarray, c: np.ndarray, lengthscales: np.ndarray, outputscales: np.ndarray
+    ) -> np.ndarray:
         """``sum_j c_j k(pool_i, x_j)`` for every pool row (`N`)."""
         c = np.asarray(c, dtype=np.float64)
         out = np.zeros(self.pool_codes.shape[0])
@@ -248,8 +254,9 @@ class SubsetBound:
         prior_var: ``k(x, x)``.
     """
 
-    def __init__(self, kernel: Callable[[Tensor, Tensor], Tensor], z: Tensor, scale: Tensor, k_zz: Tensor,
-                 prior_var: float) -> None:
+    def __init__(
+        self, kernel: Callable[[Tensor, Tensor], Tensor], z: Tensor, scale: Tensor, k_zz: Tensor, prior_var: float
+    ) -> None:
         self.kernel = kernel
         self.z = z
         self.scale = scale
@@ -275,4 +282,3 @@ def gp_subset_bound(gp: GPModel, size: int = 64) -> SubsetBound:
     z = gp.x[keep]
     k_zz = kernel(z, z) + (gp.hp.noise + gp.jitter) * torch.eye(len(keep), dtype=DTYPE)
     return SubsetBound(kernel, z, torch.ones(len(keep), dtype=DTYPE), k_zz, gp.prior_var)
-

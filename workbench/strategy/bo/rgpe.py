@@ -72,8 +72,9 @@ def ranking_losses(wrong: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.einsum("sj,mjk,sk->sm", counts, wrong.astype(np.float64), counts, optimize=True)
 
 
-def rgpe_weights(wrong: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_bootstrap: int = 256,
-                 dilution: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
+def rgpe_weights(
+    wrong: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_bootstrap: int = 256, dilution: float = 50.0
+) -> tuple[np.ndarray, np.ndarray]:
     """RGPE weights of ``M - 1`` sources and the target (the last of ``wrong``, `M x n x n`:
     each model's mis-ranked ordered pairs of the target's observations, :func:`wrong_pairs`;
     the target model's from held-out predictions, :func:`leave_pair_out_wrong`).
@@ -108,8 +109,11 @@ def rgpe_weights(wrong: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_b
     weights = (winners / winners.sum(1, keepdims=True)).mean(0)
     target_cut = np.percentile(losses[:, -1], dilution)
     with np.errstate(invalid="ignore"):
-        backwards = np.nanpercentile(fractions[:, :-1], 10, axis=0) >= 0.5 if np.isfinite(fractions).any() \
+        backwards = (
+            np.nanpercentile(fractions[:, :-1], 10, axis=0) >= 0.5
+            if np.isfinite(fractions).any()
             else np.zeros(m - 1, dtype=bool)
+        )
     drop = (np.median(losses[:, :-1], axis=0) > target_cut) | backwards
     weights[:-1][drop] = 0.0
     total = weights.sum()
@@ -149,9 +153,16 @@ class RGPE:
 
     name = "rgpe"
 
-    def __init__(self, sources: Sequence[PreparedSource], layout: KernelLayout, settings: FitSettings,
-                 n_bootstrap: int = 256, dilution: float = 50.0, variance: str = "linear",
-                 pseudo_count: float | None = None) -> None:
+    def __init__(
+        self,
+        sources: Sequence[PreparedSource],
+        layout: KernelLayout,
+        settings: FitSettings,
+        n_bootstrap: int = 256,
+        dilution: float = 50.0,
+        variance: str = "linear",
+        pseudo_count: float | None = None,
+    ) -> None:
         if variance not in ("mixture", "linear"):
             raise ValueError(f"RGPE variance must be 'mixture' or 'linear', got {variance!r}")
         self.variance_kind = variance
@@ -190,7 +201,9 @@ class RGPE:
             self.weights = np.append(prior_weights(self.sources), 0.0)
             self.losses = np.full(len(self.sources) + 1, np.nan)
             return
-        preds = np.stack([gp.predict_mean(x0).numpy() for gp in self.source_gps]) if self.source_gps else np.zeros((0, n0))
+        preds = (
+            np.stack([gp.predict_mean(x0).numpy() for gp in self.source_gps]) if self.source_gps else np.zeros((0, n0))
+        )
         wrong = np.concatenate([wrong_pairs(preds, y0.numpy()), leave_pair_out_wrong(self.target)[None]])
         self.weights, self.losses = rgpe_weights(wrong, y0.numpy(), rng, self.n_bootstrap, self.dilution)
         if self.pseudo_count is not None:  # the sources together at most c / (c + n0)
@@ -208,8 +221,9 @@ class RGPE:
         other = RGPE.__new__(RGPE)
         other.__dict__.update(self.__dict__)
         mean = self.target.predict_mean(x)
-        other.target = GPModel(torch.cat([self.target.x, x]), torch.cat([self.target.y, mean]), self.layout,
-                               self.target.hp)
+        other.target = GPModel(
+            torch.cat([self.target.x, x]), torch.cat([self.target.y, mean]), self.layout, self.target.hp
+        )
         other.version = next_version()
         other._key = None
         return other

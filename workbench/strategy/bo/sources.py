@@ -116,9 +116,15 @@ def prepare_sources(
         v = np.asarray(keep_v)
         idx = thin(v, max_points)
         y = np.asarray(transform(v[idx]), dtype=np.float64)
-        out.append(PreparedSource(str(task), torch.as_tensor(np.stack([rows[i] for i in idx]), dtype=DTYPE),
-                                  torch.as_tensor(y, dtype=DTYPE), float(max(source.weight, 0.0)),
-                                  [keep_g[i] for i in idx]))
+        out.append(
+            PreparedSource(
+                str(task),
+                torch.as_tensor(np.stack([rows[i] for i in idx]), dtype=DTYPE),
+                torch.as_tensor(y, dtype=DTYPE),
+                float(max(source.weight, 0.0)),
+                [keep_g[i] for i in idx],
+            )
+        )
     return out
 
 

@@ -133,8 +133,12 @@ class BayesianOptimization(Strategy):
         if transform not in TRANSFORMS:
             raise UserError(f"bo transform must be one of {list(TRANSFORMS)}; got {transform!r}")
         for label, value, low in (
-            ("n_init", n_init, 0), ("fit_maxiter", fit_maxiter, 1), ("shortlist", shortlist, 1),
-            ("mc_samples", mc_samples, 1), ("n_samples", n_samples, 1), ("n_mutations", n_mutations, 0),
+            ("n_init", n_init, 0),
+            ("fit_maxiter", fit_maxiter, 1),
+            ("shortlist", shortlist, 1),
+            ("mc_samples", mc_samples, 1),
+            ("n_samples", n_samples, 1),
+            ("n_mutations", n_mutations, 0),
             ("hedge", hedge, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -256,7 +260,10 @@ class BayesianOptimization(Strategy):
         x = torch.as_tensor(self._features([o.genotype for o in used]), dtype=DTYPE)
         layout = self._layout()
         ys = np.column_stack([transform_targets(values[:, j], self.transform) for j in range(values.shape[1])])
-        models = [GPModel.fit(x, torch.as_tensor(ys[:, j], dtype=DTYPE), layout, self.fit_settings) for j in range(ys.shape[1])]
+        models = [
+            GPModel.fit(x, torch.as_tensor(ys[:, j], dtype=DTYPE), layout, self.fit_settings)
+            for j in range(ys.shape[1])
+        ]
         self._fitted = (len(self.history), models, used, ys)
         return models, used, ys
 
@@ -341,8 +348,12 @@ class BayesianOptimization(Strategy):
             picks = [int(short[i]) for i in sub]
         t_acq = time.perf_counter() - t1
         self.last_ask = {
-            "fit_s": t_fit, "acq_s": t_acq, "candidates": n_cand, "observations": len(used),
-            "hyperparameters": [m.hp for m in models], **({"transfer": "cold turn"} if self._transfer else {}),
+            "fit_s": t_fit,
+            "acq_s": t_acq,
+            "candidates": n_cand,
+            "observations": len(used),
+            "hyperparameters": [m.hp for m in models],
+            **({"transfer": "cold turn"} if self._transfer else {}),
         }
         if genotypes is None:
             return [members[int(avail[i])] for i in picks]

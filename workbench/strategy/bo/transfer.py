@@ -45,8 +45,14 @@ from workbench.strategy.bo.rgpe import RGPE
 from workbench.strategy.bo.sources import PreparedSource, prepare_sources, prior_weights
 from workbench.strategy.bo.transfer_model import TransferModel
 
-__all__ = ["RANDOM_PROBES", "TRANSFER_MODELS", "AskRecord", "TransferContext", "TransferProposer",
-           "make_transfer_model"]
+__all__ = [
+    "RANDOM_PROBES",
+    "TRANSFER_MODELS",
+    "AskRecord",
+    "TransferContext",
+    "TransferProposer",
+    "make_transfer_model",
+]
 
 #: The multi-task models, by their ``transfer`` option.
 TRANSFER_MODELS = ("rgpe", "mtgp")
@@ -116,8 +122,9 @@ class AskRecord:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def make_transfer_model(method: str, sources: Sequence[PreparedSource], layout: KernelLayout, settings: FitSettings,
-                        n_bootstrap: int = 256) -> TransferModel:
+def make_transfer_model(
+    method: str, sources: Sequence[PreparedSource], layout: KernelLayout, settings: FitSettings, n_bootstrap: int = 256
+) -> TransferModel:
     """The multi-task model ``method`` (one of :data:`TRANSFER_MODELS`) with its source part fitted."""
     if method == "rgpe":
         return RGPE(sources, layout, settings, n_bootstrap)
@@ -145,8 +152,14 @@ class TransferProposer:
         n_bootstrap: RGPE's bootstrap samples.
     """
 
-    def __init__(self, context: TransferContext, sources: Sequence[WarmSource], method: str = "rgpe",
-                 max_source_points: int = 300, n_bootstrap: int = 256) -> None:
+    def __init__(
+        self,
+        context: TransferContext,
+        sources: Sequence[WarmSource],
+        method: str = "rgpe",
+        max_source_points: int = 300,
+        n_bootstrap: int = 256,
+    ) -> None:
         if method not in TRANSFER_MODELS:
             raise UserError(f"bo transfer must be one of {list(TRANSFER_MODELS)}; got {method!r}")
         self.context = context
@@ -205,8 +218,9 @@ class TransferProposer:
         return self.model.source_weights()
 
     # -- proposing --------------------------------------------------------------------------------
-    def propose(self, k: int, pending: Sequence[Genotype], taken: set[str],
-                rng: np.random.Generator) -> tuple[list[Genotype], AskRecord | None]:
+    def propose(
+        self, k: int, pending: Sequence[Genotype], taken: set[str], rng: np.random.Generator
+    ) -> tuple[list[Genotype], AskRecord | None]:
         """Up to ``k`` new genotypes (distinct, not told, not pending) and how the ask went
         (None when no candidate was left)."""
         ctx = self.context
@@ -248,8 +262,13 @@ class TransferProposer:
                 model = model.fantasize(cands.x[pick : pick + 1])
             picks.append(pick)
         record = AskRecord(
-            fit_s=t_fit, acq_s=time.perf_counter() - t1, candidates=len(rows), observations=len(used),
-            transfer=self.method, source_weights=self.model.source_weights(), target_weight=self.model.target_weight,
+            fit_s=t_fit,
+            acq_s=time.perf_counter() - t1,
+            candidates=len(rows),
+            observations=len(used),
+            transfer=self.method,
+            source_weights=self.model.source_weights(),
+            target_weight=self.model.target_weight,
             setup_s=self.setup_seconds,
         )
         if genotypes is None:
@@ -282,8 +301,9 @@ class TransferProposer:
         ranked = sorted((i for i in score if i in allowed), key=lambda i: (-score[i], i))
         return ranked
 
-    def _sampled_candidates(self, used: list[Observation], y0: Tensor, taken: set[str],
-                            rng: np.random.Generator) -> list[Genotype]:
+    def _sampled_candidates(
+        self, used: list[Observation], y0: Tensor, taken: set[str], rng: np.random.Generator
+    ) -> list[Genotype]:
         """Candidates in spaces without a pool: samples, mutations of the target's and the
         trusted sources' best, and those best themselves."""
         ctx = self.context
