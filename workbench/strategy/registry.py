@@ -1,4 +1,10 @@
-"""Name -> Strategy class registry."""
+"""Name -> Strategy class registry: what ``--strategy NAME`` builds.
+
+A new strategy is one module (a :class:`~workbench.strategy.base.Strategy` subclass with a
+``name``, ``ask`` and, where it keeps a model, ``tell``; optional hooks as that class documents)
+plus one line here (or a :func:`register` call from a plugin). Targets are ``"module:Class"``
+strings, imported only when used, so ``nasw --help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,14 @@ _STRATEGIES: dict[str, str] = {
 
 
 def register(name: str, target: str) -> None:
-    """Register a strategy class (``target`` is ``"module:Class"``)."""
+    """Register a strategy class under ``name`` (``target`` is ``"module:Class"``).
+
+    Raises:
+        UserError: ``target`` is not ``"module:Class"``.
+    """
+    module, _, cls_name = target.partition(":")
+    if not module or not cls_name:
+        raise UserError(f"a strategy target is 'module:Class', got {target!r}")
     _STRATEGIES[name] = target
 
 
@@ -40,11 +53,7 @@ def strategy_class(name: str) -> type[Strategy]:
 
 def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Strategy:
     """Build a strategy by name; an unknown name raises :class:`UserError`."""
-    target = _STRATEGIES.get(name)
-    if target is None:
-        raise UserError(f"unknown strategy {name!r}; expected one of {strategy_names()}")
-    module, cls_name = target.split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
+    cls = strategy_class(name)
     accepted = [
         p.name
         for p in inspect.signature(cls.__init__).parameters.values()
