@@ -228,7 +228,7 @@ def render_plots(summary: SearchSummary, folder: str | Path) -> dict[str, Path]:
     Returns:
         Plot name (a key of :data:`PLOTS`) -> PNG path, in :data:`PLOTS` order.
     """
-    from workbench import plots
+    from workbench import architecture_plot, plots
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -263,7 +263,7 @@ def render_plots(summary: SearchSummary, folder: str | Path) -> dict[str, Path]:
         "architecture": lambda p: (
             None
             if summary.best is None
-            else plots.plot_architecture(
+            else architecture_plot.plot_architecture(
                 summary.best.genotype_json,
                 summary.input_shape,
                 summary.n_classes,
