@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,35 @@ _TOP_KEYS = {
     "meta_features",
     "fidelity",
 }
+#: Largest task file read (task files are a few hundred bytes).
+MAX_TASK_FILE_BYTES = 2**20
+#: Deepest nesting of tables and arrays in a task file.
+MAX_NESTING = 32
+#: Longest task name.
+MAX_NAME_LENGTH = 100
+#: Characters a task name may hold besides letters and digits (it must start with one of those).
+NAME_PUNCTUATION = "-_."
+#: Numeric settings of a task file: (table, key) -> (integer?, low, high, low included, high included).
+#: Booleans are not numbers, and every bound is finite.
+_NUMBERS: dict[tuple[str, str], tuple[bool, float, float, bool, bool]] = {
+    ("training", "epochs"): (True, 1, 100_000, True, True),
+    ("training", "batch_size"): (True, 1, 2**20, True, True),
+    ("training", "lr"): (False, 0, 10, True, True),
+    ("training", "weight_decay"): (False, 0, 10, True, True),
+    ("training", "grad_clip"): (False, 0, 1e6, False, True),
+    ("training", "label_smoothing"): (False, 0, 1, True, False),
+    ("training", "max_seconds"): (False, 0, 1e8, False, True),
+    ("training", "finetune_epochs"): (True, 1, 100_000, True, True),
+    ("training", "finetune_lr"): (False, 0, 10, True, True),
+    ("training", "finetune_shrink"): (False, 0, 1, False, True),
+    ("training", "finetune_perturb"): (False, 0, 10, True, True),
+    ("split", "seed"): (True, 0, 2**31 - 1, True, True),
+    ("split", "test"): (False, 0, 1, False, False),
+    ("split", "valid"): (False, 0, 1, False, False),
+}
+#: Largest value of each ``[fidelity]`` number (alone or in a ``[min, max]`` pair); the table's
+#: shape and lower bounds are checked by :func:`workbench.evaluate.fidelity.fidelity_space`.
+_FIDELITY_HIGH = {"epochs": 100_000, "data_fraction": 1, "resolution": 1, "width_mult": 64, "eta": 100}
 
 
 @dataclass(frozen=True)
@@ -93,7 +124,8 @@ def find_task_file(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix == ".toml" or os.sep in name_or_path:
         if not p.is_file():
-            raise TaskError(f"task file {name_or_path!r} does not exist")
+            what = "is not a regular file" if p.exists() else "does not exist"
+            raise TaskError(f"task file {_shown(name_or_path)} {what}")
         return p
     for d in tasks_dirs():
         cand = d / f"{name_or_path}.toml"
@@ -103,17 +135,33 @@ def find_task_file(name_or_path: str) -> Path:
     raise TaskError(f"unknown task {name_or_path!r}; expected one of {known} or a path to a .toml file")
 
 
-def list_tasks() -> list[Task]:
-    """Every readable task in :func:`tasks_dirs` (unreadable files are skipped)."""
+@dataclass(frozen=True)
+class BrokenTask:
+    """A task file that does not read: where it is and why (one line)."""
+
+    path: Path
+    error: str
+
+
+def scan_tasks() -> tuple[list[Task], list[BrokenTask]]:
+    """Every task file in :func:`tasks_dirs`: the tasks that read (by name; the first folder wins a
+    name) and the files that do not, each with its error, so one bad file hides no other."""
     seen: dict[str, Task] = {}
+    broken: list[BrokenTask] = []
     for d in tasks_dirs():
         for f in sorted(d.glob("*.toml")):
             try:
                 t = parse_task(f)
-            except TaskError:
+            except TaskError as exc:
+                broken.append(BrokenTask(f, str(exc)))
                 continue
             seen.setdefault(t.name, t)
-    return sorted(seen.values(), key=lambda t: t.name)
+    return sorted(seen.values(), key=lambda t: t.name), broken
+
+
+def list_tasks() -> list[Task]:
+    """Every readable task in :func:`tasks_dirs` (unreadable files are skipped; see :func:`scan_tasks`)."""
+    return scan_tasks()[0]
 
 
 def load_task(name_or_path: str) -> Task:
@@ -130,20 +178,62 @@ def _table(doc: dict[str, Any], key: str, where: str, required: bool = False) ->
     return dict(value)
 
 
-def parse_task(path: Path) -> Task:
-    """Parse one task file with clear errors for every malformed field."""
-    path = Path(path)
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` safe for a terminal: control, format and separator characters (escape sequences,
+    bidirectional overrides, ...) shown as escapes (``\\x1b``), optionally cut to ``limit``
+    characters."""
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out if limit is None or len(out) <= limit else out[: max(limit - 3, 0)] + "..."
+
+
+def _shown(value: Any) -> str:
+    """A value for an error line: its repr (which escapes control characters), cut to 80 characters."""
+    return printable(repr(value), 80)
+
+
+def _read_task_file(path: Path) -> str:
+    """A task file's text: a regular file of at most :data:`MAX_TASK_FILE_BYTES` (a FIFO or a
+    device is refused without opening it)."""
+    shown = printable(str(path))
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise TaskError(f"{shown}: is not a regular file; a task file is a TOML text file")
+        if st.st_size > MAX_TASK_FILE_BYTES:
+            raise TaskError(f"{shown}: {st.st_size} bytes, more than the {MAX_TASK_FILE_BYTES} a task file may take")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TASK_FILE_BYTES + 1)
+        if len(data) > MAX_TASK_FILE_BYTES:
+            raise TaskError(f"{shown}: more than the {MAX_TASK_FILE_BYTES} bytes a task file may take")
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TaskError(f"cannot read task file {path}: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise TaskError(f"cannot read task file {shown}: {printable(str(reason))}") from None
+
+
+def parse_task(path: Path) -> Task:
+    """Parse one task file with clear errors for every malformed field.
+
+    The name must be :func:`check_task_name`'s safe form; tables and arrays nest at most
+    :data:`MAX_NESTING` deep.
+
+    Raises:
+        TaskError: One line naming the file and the problem.
+    """
+    path = Path(path)
+    where = printable(path.name)
+    text = _read_task_file(path)
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise TaskError(f"{path.name}: invalid TOML: {exc}") from None
-    doc = _resolve_data_path(doc, path.parent)
-    return parse_task_dict(doc, where=path.name, default_name=path.stem, path=str(path))
+        raise TaskError(f"{where}: invalid TOML: {printable(str(exc))}") from None
+    except RecursionError:
+        raise TaskError(f"{where}: invalid TOML: nested more than {MAX_NESTING} levels deep") from None
+    doc = resolve_data_path(doc, path.parent)
+    return parse_task_dict(doc, where=where, default_name=path.stem, path=str(path), strict_name=True)
 
 
-def _resolve_data_path(doc: Any, folder: Path) -> Any:
+def resolve_data_path(doc: Any, folder: Path) -> Any:
     """Make a relative ``[dataset] path`` absolute against the task file's folder."""
     dataset = doc.get("dataset") if isinstance(doc, dict) else None
     if isinstance(dataset, dict) and isinstance(dataset.get("path"), str) and dataset["path"]:
@@ -153,16 +243,95 @@ def _resolve_data_path(doc: Any, folder: Path) -> Any:
     return doc
 
 
-def parse_task_dict(doc: Any, where: str = "task", default_name: str = "", path: str = "") -> Task:
-    """Validate a task given as a dict (a parsed file, or a spec recorded with a search)."""
+def check_task_name(name: Any, where: str = "task", strict: bool = True) -> str:
+    """``name`` when it is a safe task name (it names files, the MLflow experiment, and is printed).
+
+    Args:
+        name: The name.
+        where: The file (or ``task``) for the message.
+        strict: Task files and ``nasw task init``: 1 to :data:`MAX_NAME_LENGTH` letters, digits
+            and :data:`NAME_PUNCTUATION`, starting with a letter or digit. Otherwise (a task
+            recorded with a search by an earlier version): printable, without spaces or slashes.
+
+    Raises:
+        TaskError: Saying what a name may hold.
+    """
+    ok = isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH
+    if ok and strict:
+        ok = name[0].isalnum() and all(c.isalnum() or c in NAME_PUNCTUATION for c in name)
+    elif ok:
+        ok = name.isprintable() and not any(c in name for c in "/\\ ")
+    if not ok:
+        raise TaskError(
+            f"{where}: the task name must be 1 to {MAX_NAME_LENGTH} letters, digits, '-', '_' or '.' (without spaces "
+            f"or slashes), starting with a letter or digit; got {_shown(name)}"
+        )
+    return name
+
+
+def _nesting(doc: Any) -> int:
+    """How deep tables and arrays nest in ``doc`` (counted without recursion, up to one past
+    :data:`MAX_NESTING`)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack and deepest <= MAX_NESTING:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _finite(x: float) -> bool:
+    return not isinstance(x, float) or math.isfinite(x)  # an int is finite, however large
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _check_number(value: Any, where: str, table: str, key: str) -> None:
+    """A numeric setting of :data:`_NUMBERS` has its type (booleans are not numbers) and range."""
+    integer, low, high, low_in, high_in = _NUMBERS[table, key]
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    ok = ok and _finite(value) and (low <= value if low_in else low < value)
+    ok = ok and (value <= high if high_in else value < high)
+    if ok:
+        return
+    if integer and low == 1:
+        wanted = f"a positive integer (at most {_fmt(high)})"
+    elif (low, high, low_in, high_in) == (0, 1, False, False):
+        wanted = "a fraction in (0, 1)"
+    else:
+        interval = f"{'[' if low_in else '('}{_fmt(low)}, {_fmt(high)}{']' if high_in else ')'}"
+        wanted = f"{'an integer' if integer else 'a finite number'} in {interval}"
+    raise TaskError(f"{where}: [{table}] {key} must be {wanted}, got {_shown(value)}")
+
+
+def parse_task_dict(
+    doc: Any, where: str = "task", default_name: str = "", path: str = "", *, strict_name: bool = False
+) -> Task:
+    """Validate a task given as a dict (a parsed file, or a spec recorded with a search).
+
+    Args:
+        doc: The task's tables.
+        where: The file (or ``task``) for messages.
+        default_name: The name when ``doc`` has none (a file's stem).
+        path: Where the file was read from.
+        strict_name: Hold the name to the charset of task files (see :func:`check_task_name`);
+            off for specs recorded by earlier versions.
+
+    Raises:
+        TaskError: One line naming the field and what it must be.
+    """
     if not isinstance(doc, dict):
         raise TaskError(f"{where}: a task must be a table, got {type(doc).__name__}")
+    if _nesting(doc) > MAX_NESTING:
+        raise TaskError(f"{where}: tables and arrays nest more than {MAX_NESTING} levels deep")
     unknown = set(doc) - _TOP_KEYS
     if unknown:
-        raise TaskError(f"{where}: unknown keys {sorted(unknown)}; expected some of {sorted(_TOP_KEYS)}")
-    name = doc.get("name", default_name)
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ \t\n"):
-        raise TaskError(f"{where}: 'name' must be a non-empty string without spaces or slashes, got {name!r}")
+        raise TaskError(f"{where}: unknown keys {_shown(sorted(unknown))}; expected some of {sorted(_TOP_KEYS)}")
+    name = check_task_name(doc.get("name", default_name), where, strict=strict_name)
     kind = doc.get("kind", "trained")
     if kind not in KINDS:
         raise TaskError(f"{where}: 'kind' must be one of {KINDS}, got {kind!r}")
@@ -182,32 +351,25 @@ def parse_task_dict(doc: Any, where: str = "task", default_name: str = "", path:
         raise TaskError(f"{where}: [space] needs a string 'kind'")
     training = _table(doc, "training", where)
     split = _table(doc, "split", where)
-    for key in ("test", "valid"):
-        if key in split and not (isinstance(split[key], (int, float)) and 0 < split[key] < 1):
-            raise TaskError(f"{where}: [split] {key} must be a fraction in (0, 1), got {split[key]!r}")
-    if "seed" in split and not isinstance(split["seed"], int):
-        raise TaskError(f"{where}: [split] seed must be an integer, got {split['seed']!r}")
-    for key in ("epochs", "batch_size"):
-        if key in training and not (isinstance(training[key], int) and training[key] > 0):
-            raise TaskError(f"{where}: [training] {key} must be a positive integer, got {training[key]!r}")
-    for key in ("lr", "weight_decay"):
-        if key in training and not (isinstance(training[key], (int, float)) and training[key] >= 0):
-            raise TaskError(f"{where}: [training] {key} must be a non-negative number, got {training[key]!r}")
-    for key in ("max_seconds", "grad_clip"):
-        value = training.get(key)
-        if key in training and not (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
-        ):
-            raise TaskError(f"{where}: [training] {key} must be a positive finite number, got {value!r}")
-    shrink, perturb = training.get("finetune_shrink", 0.3), training.get("finetune_perturb", 0.1)
-    if not (isinstance(shrink, (int, float)) and not isinstance(shrink, bool) and 0 < shrink <= 1):
-        raise TaskError(f"{where}: [training] finetune_shrink must be in (0, 1], got {shrink!r}")
-    if not (isinstance(perturb, (int, float)) and not isinstance(perturb, bool) and 0 <= perturb < float("inf")):
-        raise TaskError(f"{where}: [training] finetune_perturb must be a non-negative number, got {perturb!r}")
+    tables = {"training": training, "split": split}
+    for table, key in _NUMBERS:
+        if key in tables[table]:
+            _check_number(tables[table][key], where, table, key)
+    if split.get("test", 0) + split.get("valid", 0) >= 1:
+        raise TaskError(f"{where}: [split] test and valid together must leave examples for training (sum < 1)")
+    if "device" in training and not isinstance(training["device"], str):
+        got = _shown(training["device"])
+        raise TaskError(f"{where}: [training] device must be a string ('cpu', 'cuda'), got {got}")
+    fidelity = _table(doc, "fidelity", where)
+    for key, high in _FIDELITY_HIGH.items():
+        value = fidelity.get(key)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not (_finite(v) and v <= high):
+                raise TaskError(f"{where}: [fidelity] {key} must be at most {high}, got {_shown(value)}")
     meta = _table(doc, "meta_features", where)
-    bad = {k: v for k, v in meta.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
+    bad = {k: v for k, v in meta.items() if isinstance(v, bool) or not (isinstance(v, (int, float)) and abs(v) < 1e300)}
     if bad:
-        raise TaskError(f"{where}: [meta_features] values must be numbers, got {bad}")
+        raise TaskError(f"{where}: [meta_features] values must be numbers (finite), got {_shown(bad)}")
     return Task(
         name=name,
         description=description,
@@ -219,6 +381,6 @@ def parse_task_dict(doc: Any, where: str = "task", default_name: str = "", path:
         training=training,
         split=split,
         meta_features={k: float(v) for k, v in meta.items()},
-        fidelity=_table(doc, "fidelity", where),
+        fidelity=fidelity,
         path=path,
     )

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench.data.user import RawData, detect_format, read_data, to_splits
-from workbench.errors import UserError
-from workbench.task import parse_task, tasks_dirs
+from workbench.errors import TaskError, UserError
+from workbench.task import check_task_name, parse_task_dict, printable, resolve_data_path, tasks_dirs
 
 DEFAULT_SPLIT = {"seed": 0, "test": 0.2, "valid": 0.15}
 
@@ -100,13 +99,23 @@ def _fraction(default: float, n_classes: int, n: int) -> float:
     return max(default, math.ceil(100 * n_classes / max(n, 1)) / 100)
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and every control character TOML forbids raw
+    (U+0000-U+001F, U+007F) escaped."""
+    out = (_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in text)
+    return '"' + "".join(out) + '"'
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
@@ -163,16 +172,18 @@ def _shape(shape: Sequence[int]) -> str:
 
 
 def describe(raw: RawData) -> list[str]:
-    """What was inferred from the data, for people."""
+    """What was inferred from the data, for people (names from the data shown terminal-safe)."""
     counts = raw.class_counts()
-    shown = ", ".join(f"{k} ({v})" for k, v in list(counts.items())[:12])
+    shown = ", ".join(f"{printable(k, 60)} ({v})" for k, v in list(counts.items())[:12])
     if len(counts) > 12:
         shown += f", ... ({len(counts) - 12} more)"
     n = len(raw.y) + (0 if raw.y_test is None else len(raw.y_test))
-    out = [f"data: {raw.path} ({raw.kind}), {n} examples"]
+    out = [f"data: {printable(raw.path)} ({raw.kind}), {n} examples"]
     if raw.kind == "csv":
         feats = raw.details["features"]
-        names = ", ".join(feats[:8]) + (f", ... ({len(feats) - 8} more)" if len(feats) > 8 else "")
+        names = ", ".join(printable(f, 60) for f in feats[:8]) + (
+            f", ... ({len(feats) - 8} more)" if len(feats) > 8 else ""
+        )
         out.append(f"label column: {raw.details['label']!r}; {len(feats)} numeric feature columns: {names}")
     elif raw.kind in ("npz", "npy"):
         out.append(f"layout: {raw.details['layout']}")
@@ -184,6 +195,59 @@ def describe(raw: RawData) -> list[str]:
     if raw.y_test is not None:
         out.append(f"test set: the {len(raw.y_test)} examples given with the data")
     return out
+
+
+def _check_text(text: str, name: str, folder: Path) -> None:
+    """The task file's text reads back as this task (TOML, UTF-8, a valid task).
+
+    Raises:
+        UserError: Saying what would not read back.
+    """
+    import tomllib
+
+    try:
+        text.encode("utf-8")
+        doc = tomllib.loads(text)
+        parse_task_dict(resolve_data_path(doc, folder), where=f"{name}.toml", strict_name=True)
+    except (UnicodeEncodeError, tomllib.TOMLDecodeError, TaskError) as exc:
+        raise UserError(
+            f"the task file for {name!r} would not read back ({printable(str(exc), 300)}); nothing written"
+        ) from None
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` through a temporary file in the same folder and one
+    ``os.replace``: readers see the old file or the new one, never a part; a failure leaves the
+    old file as it was. The file's mode is ``0666`` less the umask, as for any new file.
+
+    Raises:
+        UserError: The folder or the file cannot be written.
+    """
+    data = text.encode("utf-8")
+    tmp: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            candidate = target.with_name(f".{target.stem}-{secrets.token_hex(4)}.tmp")
+            try:  # O_EXCL: never an existing file or link; mode 0o666 & ~umask, applied by the kernel
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except FileExistsError:
+                continue
+            tmp = candidate
+            break
+        else:  # pragma: no cover - 100 random names taken
+            raise FileExistsError(f"no free temporary name next to {target}")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        raise UserError(f"cannot write {printable(str(target))}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def init_task(
@@ -212,8 +276,9 @@ def init_task(
         UserError: A bad name, an existing file without ``force``.
         DataError: Malformed data (naming the file and the problem).
     """
-    if not name or any(c in name for c in "/\\ \t\n") or name.startswith(".") or name.endswith(".toml"):
-        raise UserError(f"task name must be non-empty without spaces, slashes or .toml, got {name!r}")
+    check_task_name(name, "nasw task init")  # before anything is read or written
+    if name.lower().endswith(".toml"):
+        raise UserError(f"a task name does not end in .toml (the file is NAME.toml), got {name!r}")
     folder = Path(out) if out is not None else Path.cwd() / "tasks"
     target = folder / f"{name}.toml"
     if target.exists() and not force:
@@ -247,15 +312,8 @@ def init_task(
         f"{_shape(raw.input_shape)} (made by nasw task init)"
     )
     text = render_task(name, dataset, settings, description)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".toml", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise UserError(f"cannot write {target}: {exc.strerror or exc}") from None
-    parse_task(target)  # the file must read back
+    _check_text(text, name, folder_abs)  # before anything is written: a failure leaves any old file
+    write_atomically(target, text)
     warnings = []
     for d in tasks_dirs():
         other = d / f"{name}.toml"

@@ -10,25 +10,32 @@ from workbench.errors import UserError
 
 @cli.command("tasks")
 def tasks_cmd() -> None:
-    """List the tasks in tasks/ (and $NASW_TASKS)."""
+    """List the tasks in tasks/ (and $NASW_TASKS); files that do not read are listed as broken."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    from workbench.task import list_tasks
+    from workbench.task import printable, scan_tasks
+
+    def cell(value: object, limit: int = 200) -> Text:
+        return Text(printable(str(value), limit))  # plain text: no markup, no control characters
 
     table = Table("task", "kind", "dataset", "space", "objective")
     table.add_column("description", max_width=60)  # wraps, so a narrow terminal keeps every column
     for col in table.columns[:-1]:
         col.no_wrap = True
-    for t in list_tasks():
+    tasks, broken = scan_tasks()
+    for t in tasks:
         table.add_row(
-            t.name,
-            t.kind,
-            str(t.dataset.get("name", t.dataset.get("loader"))),
-            t.space.get("kind", "?"),
-            t.objective,
-            t.description,
+            cell(t.name),
+            cell(t.kind),
+            cell(t.dataset.get("name", t.dataset.get("loader")), 40),
+            cell(t.space.get("kind", "?"), 40),
+            cell(t.objective, 40),
+            cell(t.description, 500),
         )
+    for b in broken:
+        table.add_row(cell(b.path.stem, 60), Text("broken", style="red"), "", "", "", cell(b.error, 500))
     Console().print(table)
 
 

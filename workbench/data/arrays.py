@@ -7,6 +7,7 @@ documented in :mod:`workbench.data.user`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.raw import RawData, check_file, encode_labels
+from workbench.data.raw import RawData, check_file, check_size, encode_labels
 from workbench.errors import DataError
 
 
@@ -121,9 +122,39 @@ def _finish_arrays(
     )
 
 
+def _check_header(fh: Any, where: str) -> int | None:
+    """Read an ``.npy`` header from ``fh`` and refuse, before anything is allocated, an array
+    of Python objects or one whose declared shape holds more than the data limit.
+
+    A stream that is not an ``.npy`` array is left for :func:`numpy.load` to judge.
+
+    Returns:
+        The bytes the array's data takes as stored, or None when the header is not readable.
+
+    Raises:
+        DataError: Pickled objects, or a declared size over :func:`~workbench.data.raw.max_data_bytes`.
+    """
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, TypeError, SyntaxError):
+        return None  # not an .npy header: numpy.load says what is wrong
+    if dtype.hasobject:
+        raise DataError(f"{where}: holds Python objects (a pickled array); save plain numeric arrays")
+    n = math.prod(int(d) for d in shape)
+    check_size(8 * n, where, f"declares shape {tuple(int(d) for d in shape)} of {n} values, which as float64")
+    return n * dtype.itemsize
+
+
 def _load_npy(p: Path, what: str) -> np.ndarray:
     check_file(p, what)
     try:
+        with open(p, "rb") as fh:
+            stored = _check_header(fh, str(p))
+            if stored is not None and fh.tell() + stored > os.fstat(fh.fileno()).st_size:
+                raise DataError(f"{p}: is truncated: its header declares {stored} bytes of data, the file holds less")
         return np.load(p, allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
@@ -156,6 +187,13 @@ def read_npz(
                 raise DataError(f"{p}: has no labels array {wanted}; its arrays are {keys}")
             xtk = next((k for k in ("x_test", "X_test") if k in keys), None)
             ytk = next((k for k in ("y_test", "Y_test") if k in keys), None)
+            members = set(archive.zip.namelist())
+            for k in (xk, yk, xtk, ytk):
+                if k is not None:
+                    info = archive.zip.getinfo(f"{k}.npy" if f"{k}.npy" in members else k)
+                    check_size(info.file_size, f"{p}: {k}", "the uncompressed array")
+                    with archive.zip.open(info) as fh:
+                        _check_header(fh, f"{p}: {k}")
             arrays = {k: archive[k] for k in (xk, yk, xtk, ytk) if k is not None}
     except DataError:
         raise

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.raw import RawData, check_file, encode_labels
+from workbench.data.raw import RawData, check_file, check_size, encode_labels, max_data_bytes
 from workbench.errors import DataError
 
 #: Extensions read as CSV tables.
@@ -28,10 +28,13 @@ _MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 
 
 def _read_text(p: Path) -> str:
+    limit = max_data_bytes()
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as fh:
+            data = fh.read(limit + 1)  # bounded: the file may have grown since it was checked
     except OSError as exc:
         raise DataError(f"{p}: cannot read the file ({exc.strerror or exc})") from None
+    check_size(len(data), str(p), "the data file")
     if b"\x00" in data[:4096]:
         raise DataError(f"{p}: is a binary file, not CSV text")
     try:
@@ -96,9 +99,11 @@ def read_csv(
         if not name:
             raise DataError(f"{p}: column {i + 1} of the header has no name")
     lowered = [h.lower() for h in header]
-    dup = next((h for i, h in enumerate(header) if lowered[i] in lowered[:i]), None)
-    if dup is not None:
-        raise DataError(f"{p}: the header names column {dup!r} twice; column names must be unique")
+    seen: set[str] = set()
+    for h, low in zip(header, lowered):  # linear: a header may have 100,000 columns
+        if low in seen:
+            raise DataError(f"{p}: the header names column {h!r} twice; column names must be unique")
+        seen.add(low)
     if len(header) < 2:
         raise DataError(f"{p}: the header has one column ({header[0]!r}); expected feature columns and a label column")
     if not rows:

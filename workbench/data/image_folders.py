@@ -6,13 +6,15 @@ The layout is documented in :mod:`workbench.data.user`.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workbench.data.raw import RawData, encode_labels
+from workbench.data.raw import RawData, check_size, encode_labels, regular_file_stat
 from workbench.errors import DataError
 
 #: Extensions read as images.
@@ -53,6 +55,7 @@ def read_images(
     """
     from PIL import Image, UnidentifiedImageError
 
+    max_pixels = Image.MAX_IMAGE_PIXELS or 2**62  # PIL's decompression-bomb limit
     root = Path(path)
     if not root.exists():
         raise DataError(f"{root}: no such folder")
@@ -70,6 +73,7 @@ def read_images(
         raise DataError(f"{root}: holds no class subfolders; expected one subfolder of images per class")
     images: list[tuple[Path, Any]] = []
     labels: list[str] = []
+    decoded = 0  # bytes of the decoded images held so far
     for folder in entries:
         files = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
         if not files:
@@ -81,10 +85,25 @@ def read_images(
                 raise DataError(
                     f"{f}: not an image file (expected {', '.join(IMAGE_EXTS)}) in class folder {folder.name!r}"
                 )
+            regular_file_stat(f, "image file")  # a FIFO or a device would block or never end
             try:
-                with Image.open(f) as im:
-                    im.load()
-                    img = im.copy()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+                    with Image.open(f) as im:  # reads the header only
+                        w, h = im.size
+                        if w * h > max_pixels:
+                            raise Image.DecompressionBombError(f"is {w}x{h} pixels ({w * h / 1e6:.0f} million)")
+                        decoded += w * h * 3 * 4  # held as float32 RGB, at most
+                        check_size(decoded, str(root), "the images read so far (decoded)")
+                        im.load()
+                        img = im.copy()
+            except Image.DecompressionBombError as exc:
+                m = re.search(r"\((\d+) pixels\)", str(exc))  # PIL's own check: more than twice its limit
+                found = str(exc) if str(exc).startswith("is ") else "declares too many pixels"
+                found = f"declares {int(m.group(1)) / 1e6:.0f} million pixels" if m else found
+                raise DataError(
+                    f"{f}: {found}, more than the limit of {max_pixels / 1e6:.0f} million pixels per image"
+                ) from None
             except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
                 reason = "permission denied" if isinstance(exc, PermissionError) else "corrupt or not an image"
                 raise DataError(f"{f}: cannot read the image ({reason}: {exc})") from None

@@ -8,6 +8,7 @@ and :mod:`workbench.data.image_folders`; :mod:`workbench.data.user` documents th
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,19 +60,95 @@ class RawData:
 
 
 # -- files --------------------------------------------------------------------------------
-def check_file(path: str | os.PathLike[str], what: str = "data file") -> Path:
-    """``path`` as a :class:`~pathlib.Path` when it is a readable file.
+#: Environment variable that overrides :data:`MAX_DATA_BYTES`.
+MAX_DATA_BYTES_ENV = "NASW_MAX_DATA_BYTES"
+#: Largest data file read, and largest array a file may declare (counted as float64, the form
+#: features are checked in), in bytes: a bound on the memory one dataset may take.
+MAX_DATA_BYTES = 8 * 2**30
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def max_data_bytes() -> int:
+    """Most bytes one data file (or one array it declares) may take: ``$NASW_MAX_DATA_BYTES`` or
+    :data:`MAX_DATA_BYTES`.
 
     Raises:
-        DataError: It does not exist, is a folder or cannot be read.
+        DataError: The variable is not a positive number.
+    """
+    text = os.environ.get(MAX_DATA_BYTES_ENV)
+    if not text:
+        return MAX_DATA_BYTES
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value < 2**63:
+        raise DataError(f"{MAX_DATA_BYTES_ENV} must be a positive number of bytes, got {text!r}")
+    return int(value)
+
+
+def size_text(n: float) -> str:
+    """Bytes for people: ``512 bytes``, ``3.2 MiB``, ``8.0 GiB``."""
+    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def check_size(n_bytes: float, where: str, what: str) -> None:
+    """Refuse ``n_bytes`` over :func:`max_data_bytes` before anything of that size is allocated.
+
+    Raises:
+        DataError: Naming ``where``, what is that large and the limit.
+    """
+    limit = max_data_bytes()
+    if n_bytes > limit:
+        raise DataError(
+            f"{where}: {what} takes {size_text(n_bytes)}, more than the limit of {size_text(limit)} "
+            f"(set {MAX_DATA_BYTES_ENV} to raise it)"
+        )
+
+
+def regular_file_stat(p: Path, what: str = "data file") -> os.stat_result:
+    """``p``'s status (links followed) when it is a regular file; never opens it, so a FIFO or a
+    device is refused before it could block or be read without end.
+
+    Raises:
+        DataError: It does not exist, is a folder, a FIFO, a device or a socket.
+    """
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise DataError(f"{p}: no such {what}") from None
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read the {what} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{p}: is a folder, expected a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "not a regular file")
+        raise DataError(f"{p}: is {kind}, not a regular file; expected a {what}")
+    return st
+
+
+def check_file(path: str | os.PathLike[str], what: str = "data file") -> Path:
+    """``path`` as a :class:`~pathlib.Path` when it is a readable regular file of at most
+    :func:`max_data_bytes` bytes.
+
+    Raises:
+        DataError: It does not exist, is a folder, a FIFO, a device or a socket, is too large or
+            cannot be read.
     """
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such {what}")
-    if p.is_dir():
-        raise DataError(f"{p}: is a folder, expected a {what}")
+    st = regular_file_stat(p, what)
     if not os.access(p, os.R_OK):
         raise DataError(f"{p}: cannot read the {what} (permission denied)")
+    check_size(st.st_size, str(p), f"the {what}")
     return p
 
 

@@ -11,6 +11,12 @@ Four loaders (registered in :mod:`workbench.data.base` as ``csv``, ``npz``, ``np
 inconsistent input raises :class:`~workbench.errors.DataError` with one line naming the file
 and the problem.
 
+Only regular files are read (and folders, for images): a FIFO, a device or a socket is refused
+without being opened. Sizes are checked before anything is allocated: a file, the shape an
+``.npy`` header declares (counted as float64) and the decoded images together may take at most
+``$NASW_MAX_DATA_BYTES`` (8 GiB by default); one image at most PIL's decompression-bomb limit
+(about 89 million pixels).
+
 Layouts:
 
 * **CSV** (``.csv``, ``.tsv``): the first row is a header; every column but the label column is
@@ -48,7 +54,7 @@ from workbench.data.arrays import read_npy, read_npz
 from workbench.data.base import Splits, split_arrays
 from workbench.data.csv_files import CSV_EXTS, LABEL_NAMES, read_csv
 from workbench.data.image_folders import IMAGE_EXTS, read_images
-from workbench.data.raw import MIN_PER_CLASS, RawData, check_classes, encode_labels
+from workbench.data.raw import MIN_PER_CLASS, RawData, check_classes, encode_labels, regular_file_stat
 from workbench.errors import DataError
 
 __all__ = [
@@ -78,12 +84,15 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     """The loader name for a data path: ``csv``, ``npz``, ``npy`` or ``images``.
 
     Raises:
-        DataError: The path does not exist or has an extension no loader reads.
+        DataError: The path does not exist, is neither a regular file nor a folder (a FIFO, a
+            device) or has an extension no loader reads.
     """
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
     ext = p.suffix.lower()
+    if not p.is_dir():
+        regular_file_stat(p)
     if p.is_dir():
         if ext in (*CSV_EXTS, ".npz", ".npy"):
             raise DataError(f"{p}: is a folder, expected a {ext} file")
