@@ -295,7 +295,7 @@ def test_sources_in_a_space_without_a_pool(chain_space, rng):
 
 def test_hedge_turns_propose_what_cold_bo_would(space, vals):
     raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("arxiv", table_arrays("arxiv").val_accuracy)])
-    warm = BayesianOptimization(space, seed=0, sources=raw, hedge=2)
+    warm = BayesianOptimization(space, seed=0, sources=raw, hedge=2, schedule="fixed")
     told, same_as_cold = [], {}
     for _ in range(8):
         expect = None
@@ -313,7 +313,7 @@ def test_hedge_turns_propose_what_cold_bo_would(space, vals):
     assert all(same for turn, same in same_as_cold.values() if turn)
     assert not all(same for turn, same in same_as_cold.values() if not turn)  # the other asks are the sources'
     assert set(warm.source_weights()) == {"cs", "arxiv"}
-    never = BayesianOptimization(space, seed=0, sources=raw, hedge=0)
+    never = BayesianOptimization(space, seed=0, sources=raw, hedge=0, schedule="fixed")
     never.tell(told)
     assert not never.cold_turn()
     with pytest.raises(UserError, match="hedge"):

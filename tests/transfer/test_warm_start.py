@@ -128,3 +128,34 @@ def test_a_warm_started_climb_grows_the_sources_best_at_once_and_a_cold_one_star
     assert "initial" not in store.search(warm.search_id).spec["strategy_options"]
     cold = new_search(store, load_task("nbgraph-arxiv"), "hillclimb", 30, seed=0, warm_start="none")
     assert cold.strategy.start is None and cold.strategy.initial == 15
+
+
+@pytest.mark.parametrize("transfer", ["rgpe", "design"])
+def test_a_warm_search_records_where_each_trial_came_from_and_says_how_much_the_sources_were_used(transfer):
+    from metastore import open_store
+    from metastore.schema import TAG_ORIGIN
+    from workbench.search import new_search, resume_search
+    from workbench.task import load_task
+
+    store = open_store(f"memory://origins-{transfer}")
+    new_search(store, load_task("nbgraph-computers"), "random", 12, seed=0).run()
+    search = new_search(
+        store, load_task("nbgraph-photo"), "bo", 7, seed=0, warm_start="auto", strategy_options={"transfer": transfer}
+    )
+    result = search.run()
+    origins = [t.tags.get(TAG_ORIGIN) for t in store.trials(result.search_id)]
+    if transfer == "design":  # the sources' best first, then cold BO
+        assert origins[0] == "prior" and "transfer" not in origins
+    else:  # the zero-shot pick, then cold BO's random design
+        assert origins[:5] == ["transfer", "random", "random", "random", "random"]
+    summary = store.search(result.search_id).summary
+    assert summary["warm_trials_from_prior"] + summary["warm_trials_from_transfer"] == sum(
+        o in ("prior", "transfer") for o in origins
+    )
+    line = search.source_use()
+    assert "came from the sources" in line and "nbgraph-computers" in line
+    resumed = resume_search(store, result.search_id, budget=9)  # origins read back from the store
+    resumed.run()
+    assert resumed.summary()["warm_trials_from_prior"] == summary["warm_trials_from_prior"] + sum(
+        t.tags.get(TAG_ORIGIN) == "prior" for t in store.trials(result.search_id)[7:]
+    )

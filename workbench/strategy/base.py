@@ -13,11 +13,17 @@ import numpy as np
 from workbench.space.base import SearchSpace
 from workbench.space.edits import MorphismStep
 from workbench.space.genotype import Genotype
+from workbench.space.relaxation import OpWeights, Relaxation
 
 __all__ = [
+    "ORIGIN_PRIOR",
+    "ORIGIN_TRANSFER",
+    "SOURCE_ORIGINS",
     "MorphismStep",
     "Observation",
+    "OpWeights",
     "Proposal",
+    "Relaxation",
     "Strategy",
     "StrategySetup",
     "WarmSource",
@@ -30,13 +36,28 @@ __all__ = [
 PRIOR_SIZE = 5
 
 
+#: A proposal's origin when it is one of a warm start's architectures (the sources' best).
+ORIGIN_PRIOR = "prior"
+#: A proposal's origin when a model of the warm-start sources chose it.
+ORIGIN_TRANSFER = "transfer"
+#: Origins that count as the warm start's sources at work.
+SOURCE_ORIGINS = frozenset({ORIGIN_PRIOR, ORIGIN_TRANSFER})
+
+
 @dataclass(frozen=True)
 class Proposal:
-    """A candidate to evaluate, optionally inheriting weights from a parent trial."""
+    """A candidate to evaluate, optionally inheriting weights from a parent trial.
+
+    ``origin`` says where it came from, when the strategy tells: :data:`ORIGIN_PRIOR` (a warm
+    start's architecture), :data:`ORIGIN_TRANSFER` (a model of the sources), or a word of the
+    strategy's own (``"random"``, ``"model"``, ...); recorded on the trial, so a search can say
+    how much its warm start was used.
+    """
 
     genotype: Genotype
     parent_trial: str | None = None
     morphisms: tuple[MorphismStep, ...] = ()
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,7 +191,9 @@ class Strategy(ABC):
         * :meth:`set_cost` receives a price of genotypes (multiply-adds for the task's input);
         * :meth:`source_weights` and :attr:`transfer_model` report the strategy's own trust in
           warm-start sources;
-        * :attr:`objectives` names the objectives of a multi-objective search.
+        * :attr:`objectives` names the objectives of a multi-objective search;
+        * :meth:`relaxation` asks for op weights learnt on the space's supernet before the first
+          ask (gradient-based search), which :meth:`set_op_weights` receives.
     """
 
     name: ClassVar[str]
@@ -210,6 +233,15 @@ class Strategy(ABC):
         """The strategy's current trust in each warm-start source; ``{}`` when it keeps none
         (the search then weighs the sources by ranking agreement)."""
         return {}
+
+    def relaxation(self) -> Relaxation | None:
+        """The pre-search phase a gradient-based strategy needs: op weights learnt on the space's
+        weight-sharing supernet (method and settings), which the search trains once before the
+        first ask (and restores on resume) and hands to :meth:`set_op_weights`. Default: None."""
+        return None
+
+    def set_op_weights(self, weights: OpWeights) -> None:
+        """Receive the op weights :meth:`relaxation` asked for. Default: ignored."""
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space

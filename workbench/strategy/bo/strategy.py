@@ -12,10 +12,20 @@ import torch
 from workbench.errors import UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation, Proposal, Strategy, WarmSource, WarmStart, highest_fidelity
+from workbench.strategy.base import (
+    ORIGIN_PRIOR,
+    ORIGIN_TRANSFER,
+    Observation,
+    Proposal,
+    Strategy,
+    WarmSource,
+    WarmStart,
+    highest_fidelity,
+)
 from workbench.strategy.bo.acquisition import greedy_qlognehvi, greedy_qlognei, reference_point, top_log_ei
 from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout
 from workbench.strategy.bo.pool import Featurizer, FullPool, SampledPool
+from workbench.strategy.bo.schedule import SCHEDULES, backoff_turn, fixed_turn
 from workbench.strategy.bo.transfer import TRANSFER_MODELS, TransferContext, TransferProposer
 from workbench.strategy.pareto import nondominated_sort, objective_matrix, parse_objectives
 
@@ -50,6 +60,10 @@ def transform_targets(y: np.ndarray, kind: str) -> np.ndarray:
         z = y - y.mean()
     sd = z.std()
     return z / sd if sd > 1e-12 else z
+
+
+#: ``transfer`` value: the warm start's architectures are the initial design, then cold BO.
+DESIGN = "design"
 
 
 class BayesianOptimization(Strategy):
@@ -90,19 +104,23 @@ class BayesianOptimization(Strategy):
         sources: Other tasks' histories in this space (a warm start's
             :class:`~workbench.strategy.base.WarmSource` s, see :meth:`warm_start_options`;
             ``weight`` is the trust before the target has data). With sources, a
-            single-objective search skips the random initial design and uses a multi-task model
-            from the first ask (:mod:`workbench.strategy.bo.transfer`); several objectives
-            evaluate each source's two best architectures first instead.
-        transfer: The multi-task model with sources: ``"rgpe"`` (ranking-weighted ensemble of
-            per-task GPs, robust to unrelated sources) or ``"mtgp"`` (an ICM ``MultiTaskGP``).
+            single-objective search proposes with a multi-task model
+            (:mod:`workbench.strategy.bo.transfer`) on the asks its ``schedule`` gives it;
+            several objectives evaluate each source's two best architectures first instead.
+        transfer: How a warm start is used: ``"rgpe"`` (ranking-weighted ensemble of per-task
+            GPs, robust to unrelated sources) or ``"mtgp"`` (an ICM ``MultiTaskGP``), each a
+            multi-task model of the sources' observations; or ``"design"``: the sources' best
+            architectures (the warm start's ``prior``) are the initial design, then cold BO (a
+            meta-learned initial design, Feurer et al. 2015).
         source_points: Most observations used per source.
-        hedge: With sources, every ``hedge``-th ask (counted by the target's usable observations,
-            from the second on) proposes with cold BO's model, the target's own GP, instead of the
-            multi-task model: a hedge against sources that mislead. 0: never. The multi-task model
-            still sees every observation, including these. Measured on NAS-Bench-Graph (leave one
-            dataset out, 40 seeds, ``benchmarks/results/transfer.md``), evaluations to the top 1%
-            with RGPE, hedge 2 vs 0 (cold BO): cora 38 vs 47.5 (28.5), pubmed 28 vs 46 (28.5),
-            physics 10 vs 10 (21), computers 12 vs 8 (17).
+        schedule: With sources, which asks use the multi-task model and which cold BO's
+            (:mod:`workbench.strategy.bo.schedule`): ``"backoff"`` (the sources' zero-shot pick,
+            then cold BO's initial design and cold BO, the sources' model getting every second
+            ask while its picks are at least the target's median and ever fewer asks while they
+            are not) or ``"fixed"`` (no initial design, every ``hedge``-th ask cold). The
+            multi-task model sees every observation either way.
+        hedge: Under ``schedule="fixed"``, every ``hedge``-th ask (counted by the target's usable
+            observations, from the second on) proposes with cold BO's model. 0: never.
     """
 
     name = "bo"
@@ -126,10 +144,13 @@ class BayesianOptimization(Strategy):
         transfer: str = "rgpe",
         source_points: int = 300,
         hedge: int = 2,
+        schedule: str = "backoff",
     ) -> None:
         super().__init__(space, seed)
         if isinstance(encoding, str):
             encoding = [e.strip() for e in encoding.split("+") if e.strip()]
+        if schedule not in SCHEDULES:
+            raise UserError(f"bo schedule must be one of {list(SCHEDULES)}; got {schedule!r}")
         if transform not in TRANSFORMS:
             raise UserError(f"bo transform must be one of {list(TRANSFORMS)}; got {transform!r}")
         for label, value, low in (
@@ -149,6 +170,7 @@ class BayesianOptimization(Strategy):
             raise UserError(f"bad bo objectives: {exc}") from None
         self.n_init = int(n_init)
         self.hedge = int(hedge)
+        self.schedule = schedule
         self.encoding = tuple(encoding)
         self.featurizer = Featurizer(space, self.encoding)
         self.ard = bool(ard)
@@ -168,8 +190,10 @@ class BayesianOptimization(Strategy):
 
     @classmethod
     def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The sources' observations themselves (``sources``), for the multi-task model; the
-        offered ``prior`` is not taken (the model ranks the sources' best itself)."""
+        """The sources' observations themselves (``sources``), for the multi-task model (the
+        model ranks the sources' best itself); with ``transfer="design"`` the offered ``prior``."""
+        if options.get("transfer") == DESIGN:
+            return {"prior": list(warm.prior)}
         return {"sources": list(warm.sources)}
 
     def _make_transfer(
@@ -177,15 +201,15 @@ class BayesianOptimization(Strategy):
     ) -> TransferProposer | None:
         """The warm-start model's proposer (None without sources); several objectives get the
         sources' best architectures to evaluate first instead."""
-        if transfer not in TRANSFER_MODELS:
-            raise UserError(f"bo transfer must be one of {list(TRANSFER_MODELS)}; got {transfer!r}")
+        if transfer not in (*TRANSFER_MODELS, DESIGN):
+            raise UserError(f"bo transfer must be one of {[*TRANSFER_MODELS, DESIGN]}; got {transfer!r}")
         if isinstance(source_points, bool) or not isinstance(source_points, (int, np.integer)) or source_points < 3:
             raise UserError(f"bo source_points must be an integer >= 3; got {source_points!r}")
-        if not sources:
+        if not sources or transfer == DESIGN:
             return None
         bad = [type(s).__name__ for s in sources if not isinstance(s, WarmSource)]
         if bad:
-            raise TypeError(f"bo sources must be WarmSource records; got {bad[0]}")
+            raise UserError(f"bo sources must be WarmSource records; got {bad[0]}")
         if len(self.objectives) >= 2:
             for source in sources:
                 self.prior += source.best(2)
@@ -272,32 +296,48 @@ class BayesianOptimization(Strategy):
     def ask(self, n: int = 1, *, pending: Sequence[Genotype] = ()) -> list[Proposal]:
         rng = self.rng_for(pending)
         taken = {g.key for g in pending}
-        out: list[Genotype] = []
+        out: list[Proposal] = []
         for g in self.prior:
             if len(out) < n and self.is_new(g, taken):
-                out.append(g)
+                out.append(Proposal(g, origin=ORIGIN_PRIOR))
                 taken.add(g.key)
         n_usable = len(self._targets(self.history)[0])
-        warm = self._transfer is not None and self._transfer.ready()  # no random design with sources
-        while len(out) < n and not warm and (len(self.history) + len(pending) + len(out) < self.n_init or n_usable < 2):
+        # the random initial design: cold BO's; with sources, none under "fixed" and all but the
+        # first ask (the sources' zero-shot pick) under "backoff"
+        skip = self._transfer is not None and self._transfer.ready() and (self.schedule == "fixed" or n_usable == 0)
+        while len(out) < n and not skip and (len(self.history) + len(pending) + len(out) < self.n_init or n_usable < 2):
             g = self.fresh_sample(rng, taken)
-            out.append(g)
+            out.append(Proposal(g, origin="random"))
             taken.add(g.key)
         if len(out) < n:
-            out += self._model_proposals(n - len(out), list(pending) + out, taken, rng)
-        return [Proposal(g) for g in out]
+            origin = ORIGIN_TRANSFER if self._transfer_turn() else "model"
+            picked = self._model_proposals(n - len(out), list(pending) + [p.genotype for p in out], taken, rng)
+            out += [Proposal(g, origin=origin) for g in picked]
+        return out
+
+    def _transfer_turn(self) -> bool:
+        """True when the next model-based proposal comes from the multi-task model of the sources."""
+        return self._transfer is not None and self._transfer.ready() and not self.cold_turn()
+
+    def _usable_values(self) -> list[float]:
+        """The target's usable values in the order observed (the scalar objective)."""
+        used, values = self._targets(self.history)
+        return [float(v) for v in values[:, 0]] if len(used) else []
 
     def cold_turn(self) -> bool:
-        """True when this ask of a warm-started search proposes with cold BO's model (``hedge``)."""
-        if not self.hedge or self._transfer is None:
+        """True when this ask of a warm-started search proposes with cold BO's model (its
+        ``schedule``); False without sources."""
+        if self._transfer is None:
             return False
-        n = len(self._targets(self.history)[0])
-        return n >= 2 and n % self.hedge == 0
+        values = self._usable_values()
+        if self.schedule == "fixed":
+            return not fixed_turn(len(values), self.hedge)
+        return not backoff_turn(values, self.n_init)
 
     def _model_proposals(
         self, k: int, pending: list[Genotype], taken: set[str], rng: np.random.Generator
     ) -> list[Genotype]:
-        if self._transfer is not None and self._transfer.ready() and not self.cold_turn():
+        if self._transfer_turn():
             picked, record = self._transfer.propose(k, pending, taken, rng)
             if record is not None:
                 self.last_ask = record.as_dict()
