@@ -31,8 +31,19 @@ def default_store_uri() -> str:
     return os.environ.get(STORE_ENV) or DEFAULT_STORE
 
 
-def open_store(uri: str | None = None) -> Metastore:
-    """Open a metastore by URI (see module docstring)."""
+def open_store(uri: str | None = None, *, mode: str = "create") -> Metastore:
+    """Open a metastore by URI (see module docstring).
+
+    Args:
+        uri: The store URI (default: :func:`default_store_uri`).
+        mode: What the caller will do: ``create`` (record searches; a missing SQLite store is
+            created), ``write`` (the store must exist and be writable) or ``read`` (it must
+            exist; nothing is created). See :mod:`metastore.mlflow_setup`.
+
+    Raises:
+        StoreError: The store cannot be opened for ``mode`` (one line: no store at that path,
+            a read-only store, ...).
+    """
     uri = uri or default_store_uri()
     if uri.startswith("memory://"):
         from metastore.memory import MemoryStore
@@ -40,4 +51,4 @@ def open_store(uri: str | None = None) -> Metastore:
         return MemoryStore(uri)
     from metastore.mlflow_store import MlflowStore
 
-    return MlflowStore(uri)
+    return MlflowStore(uri, mode=mode)

@@ -24,6 +24,8 @@ class Metastore(ABC):
     """
 
     uri: str
+    #: Whether writes can succeed (a SQLite store opened to read may be read-only).
+    writable: bool = True
 
     # -- writing -------------------------------------------------------------------------
     @abstractmethod
@@ -86,6 +88,11 @@ class Metastore(ABC):
     @abstractmethod
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set string tags on a search or a trial."""
+
+    @abstractmethod
+    def update_spec(self, search_id: str, changes: Mapping[str, Any]) -> None:
+        """Replace top-level entries of a search's recorded spec (e.g. the ``budget`` that
+        ``nasw resume --budget`` sets), so that :meth:`search` and a later resume read them."""
 
     @abstractmethod
     def log_file(self, run_id: str, path: str, artifact_dir: str | None = None) -> None:

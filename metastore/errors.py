@@ -20,8 +20,12 @@ class StoreError(NaswError):
     """The metastore cannot be read or written."""
 
 
+class NoStore(StoreError):
+    """There is no store where a command that only reads (or continues) one looked for it."""
+
+
 class NotFound(UserError):
     """A search, trial or task named by the user does not exist (or a prefix is ambiguous)."""
 
 
-__all__ = ["NaswError", "NotFound", "StoreError", "UserError"]
+__all__ = ["NaswError", "NoStore", "NotFound", "StoreError", "UserError"]

@@ -132,6 +132,13 @@ class MemoryStore(Metastore):
             }
         return record.search_id
 
+    def update_spec(self, search_id: str, changes: Mapping[str, Any]) -> None:
+        """Replace top-level entries of a search's spec (and its ``spec.json``)."""
+        with self._state.lock:
+            record = self._search(search_id)
+            record.spec.update({str(k): v for k, v in changes.items()})
+            self._state.artifacts.setdefault(search_id, {})[schema.SPEC_ARTIFACT] = c.spec_json(record.spec).encode()
+
     def finish_search(
         self, search_id: str, *, state: str = FINISHED, summary: Mapping[str, float] | None = None
     ) -> None:

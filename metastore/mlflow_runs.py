@@ -15,6 +15,7 @@ with nasw's defaults about 10 s in all (:data:`metastore.mlflow_setup.HTTP_DEFAU
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,12 +31,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from metastore import _common as c
 from metastore import schema
+from metastore.artifacts import UnsafeArtifact, read_json_artifact
 from metastore.errors import NotFound, StoreError
 from metastore.mlflow_setup import (
+    check_sqlite_store,
+    creation_lock,
     http_defaults,
     local_folder,
     quiet_mlflow,
     resolve_location,
+    write_problem,
 )
 from metastore.records import RUNNING, SearchRecord, TrialRecord
 
@@ -62,27 +67,36 @@ class MlflowRuns:
 
     Args:
         uri: A store URI (see :mod:`metastore.mlflow_setup`).
+        mode: ``create`` (create a missing SQLite store; it must be writable), ``write`` (it
+            must exist and be writable) or ``read`` (it must exist; the store writes nothing
+            of its own while reading); see :func:`metastore.mlflow_setup.check_sqlite_store`.
+
+    Attributes:
+        writable: Whether writes can succeed (False for a SQLite store opened to read whose
+            file or folders are not writable; True for a server store).
 
     Raises:
-        StoreError: The URI is malformed or the store cannot be opened.
+        StoreError: The URI is malformed or the store cannot be opened for ``mode``.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, mode: str = "create") -> None:
         self.uri = uri
         location = resolve_location(uri)
         self._tracking_uri = location.tracking_uri
         self._db_path = location.db_path
         self._artifact_root = location.artifact_root
+        self._mode = mode
         self._lock = threading.RLock()
         self._task_experiment: dict[str, str] = {}
         self._experiment_task: dict[str, str] = {}
         self._search_experiment: dict[str, str] = {}
+        self._warned: set[tuple[str, str]] = set()
         self._last_ms = 0
+        self.writable = True
+        state = "ready"
         if self._db_path is not None:
-            try:
-                os.makedirs(os.path.dirname(self._db_path), exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the store folder for {uri}: {exc.strerror or exc}") from None
+            state = check_sqlite_store(self._db_path, mode)
+            self.writable = write_problem(self._db_path) is None
         from mlflow.tracking import MlflowClient
 
         quiet_mlflow(server=self._db_path is None)  # after the import, which configures logging
@@ -93,8 +107,10 @@ class MlflowRuns:
             # MLflow's SQLAlchemy models trigger deprecation warnings of SQLAlchemy when the
             # store is first created; they are MLflow's to fix and would spam every user.
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(mlflow|sqlalchemy|alembic)\.")
-            self._client = self._call("open the store", MlflowClient, tracking_uri=self._tracking_uri)
-            self._call("open the store", self._client.search_experiments, max_results=1)
+            lock = creation_lock(self._db_path) if state != "ready" else contextlib.nullcontext()
+            with lock:
+                self._client = self._call("open the store", MlflowClient, tracking_uri=self._tracking_uri)
+                self._call("open the store", self._client.search_experiments, max_results=1)
 
     # -- MLflow calls --------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -214,7 +230,7 @@ class MlflowRuns:
                     "remove it for good with `mlflow gc`"
                 )
             experiment_id = experiment.experiment_id
-            if schema.MLFLOW_EXPERIMENT_KIND_TAG not in experiment.tags:
+            if schema.MLFLOW_EXPERIMENT_KIND_TAG not in experiment.tags and self._mode != "read":
                 self._call(
                     "tag an experiment",
                     self._client.set_experiment_tag,
@@ -353,17 +369,20 @@ class MlflowRuns:
         )
 
     # -- artifacts -----------------------------------------------------------------------
-    def _artifact_path(self, run: Run, relative: str, tmp: str) -> str | None:
-        """A local path of one artifact of ``run`` (downloaded into ``tmp`` if remote), or None."""
-        return self._artifact_path_of(run.info.run_id, run.info.artifact_uri, relative, tmp)
+    def _artifact_location(self, run_id: str, artifact_uri: str, relative: str, tmp: str) -> tuple[str, str] | None:
+        """``(path, root)`` of one artifact of a run as a local file, or None when it is absent.
 
-    def _artifact_path_of(self, run_id: str, artifact_uri: str, relative: str, tmp: str) -> str | None:
+        A local artifact folder is read in place, and ``root`` is the store's artifact folder
+        (SQLite stores) or the run's own folder (a server that records local paths); a served
+        artifact is downloaded into ``tmp``, which is then the root. The file is not opened
+        here: :mod:`metastore.artifacts` checks it (a regular file inside ``root``, no link,
+        bounded) when it is read.
+        """
         local = local_folder(artifact_uri)
         if local is not None:
-            path = os.path.join(local, *relative.split("/"))
-            return path if os.path.isfile(path) else None
+            return os.path.join(local, *relative.split("/")), self._artifact_root or local
         try:
-            return self._client.download_artifacts(run_id, relative, tmp)
+            return self._client.download_artifacts(run_id, relative, tmp), tmp
         except Exception as exc:  # noqa: BLE001 - a missing or unreachable artifact reads as absent
             _log.debug("artifact %s of run %s not available: %s", relative, run_id, one_line(exc))
             return None
@@ -372,15 +391,20 @@ class MlflowRuns:
         return self._artifact_text_of(run.info.run_id, run.info.artifact_uri, relative)
 
     def _artifact_text_of(self, run_id: str, artifact_uri: str, relative: str) -> str | None:
+        """A JSON artifact's text, checked (:func:`metastore.artifacts.read_json_artifact`);
+        None when it is absent or refused (a warning says why)."""
         with tempfile.TemporaryDirectory(prefix="nasw-artifact-") as tmp:
-            path = self._artifact_path_of(run_id, artifact_uri, relative, tmp)
-            if path is None:
+            found = self._artifact_location(run_id, artifact_uri, relative, tmp)
+            if found is None:
                 return None
             try:
-                with open(path, encoding="utf-8") as fh:
-                    return fh.read()
-            except (OSError, UnicodeDecodeError) as exc:
-                _log.warning("artifact %s of run %s is unreadable: %s", relative, run_id, exc)
+                return read_json_artifact(found[0], found[1], relative.rsplit("/", 1)[-1])
+            except FileNotFoundError:
+                return None
+            except (UnsafeArtifact, OSError) as exc:
+                if (run_id, relative) not in self._warned:  # once per artifact, not per read
+                    self._warned.add((run_id, relative))
+                    _log.warning("artifact %s of run %s is not read: %s", relative, run_id, exc)
                 return None
 
 

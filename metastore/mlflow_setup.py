@@ -10,18 +10,35 @@ Store URIs:
 
 For SQLite stores the artifacts live in ``artifacts/<task>/<run id>/artifacts`` next to the
 database file. Nothing here imports mlflow.
+
+Opening a SQLite store (:func:`check_sqlite_store`), by what the command means to do with it:
+
+* ``create`` (``nasw search``): a missing store is created (its folder too), under a file lock
+  (``<db>.lock``, :func:`creation_lock`) so that processes starting at once on a new store
+  neither fail nor create it twice; the store must be writable.
+* ``write`` (``nasw resume``): the store must exist and be writable.
+* ``read`` (``ls``, ``show``, ``compare``, ``export``, ``report``, ``lineage``): the store must
+  exist; nothing is created, and a read-only file is read as it is.
+
+A store that cannot be used that way is one :class:`StoreError` line, before MLflow is asked
+(which would retry opening an unopenable SQLite file for about 100 s, or fail a first write
+with a long SQLAlchemy message).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import sqlite3
+import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from metastore.errors import StoreError
+from metastore.errors import NoStore, StoreError
 
 
 @dataclass(frozen=True)
@@ -137,3 +154,128 @@ def local_folder(artifact_uri: str | None) -> str | None:
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
         return artifact_uri
     return None
+
+
+#: How a command opens a store (see the module docstring).
+MODES = ("create", "write", "read")
+#: How long a process waits for another one that is creating the same store.
+CREATION_WAIT_S = 120.0
+
+
+def sqlite_state(db_path: str) -> str:
+    """``"missing"`` (no file), ``"empty"`` (an empty file, or a SQLite file without MLflow's
+    tables) or ``"ready"``, read without writing anything.
+
+    Raises:
+        StoreError: The path is a folder, or a file SQLite cannot read (not a database,
+            unreadable).
+    """
+    if not os.path.lexists(db_path):
+        return "missing"
+    if os.path.isdir(db_path):
+        raise StoreError(f"the store {db_path} is a folder, not a SQLite file")
+    try:
+        if os.path.getsize(db_path) == 0:
+            return "empty"
+        con = sqlite3.connect("file:" + urllib.parse.quote(db_path) + "?mode=ro", uri=True, timeout=30.0)
+        try:
+            names = {
+                row[0]
+                for row in con.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('experiments', 'alembic_version')"
+                )
+            }
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot read the store {db_path}: {exc}") from None
+    return "ready" if names == {"experiments", "alembic_version"} else "empty"
+
+
+def write_problem(db_path: str) -> str | None:
+    """Why a SQLite store cannot be written (its file, its folder, where SQLite keeps its
+    journal, or its artifact folder is not writable), or None when it can."""
+    folder = os.path.dirname(db_path)
+    artifacts = os.path.join(folder, "artifacts")
+    if os.path.exists(db_path) and not os.access(db_path, os.W_OK):
+        return "the file is not writable"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} is not writable"
+    if os.path.isdir(artifacts) and not os.access(artifacts, os.W_OK | os.X_OK):
+        return f"its artifact folder {artifacts} is not writable"
+    return None
+
+
+def check_sqlite_store(db_path: str, mode: str) -> str:
+    """Check that a SQLite store can be opened for ``mode`` (see the module docstring); create
+    its folder in ``create`` mode. Returns its :func:`sqlite_state`.
+
+    Raises:
+        NoStore: No store there (``write``, ``read``).
+        StoreError: One line: the store or its folder is not writable (``create``, ``write``),
+            or it cannot be read at all.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    state = sqlite_state(db_path)
+    if state != "ready" and mode != "create":
+        what = "the file does not exist" if state == "missing" else "the file is not an MLflow store (it is empty)"
+        raise NoStore(
+            f"no store at {db_path}: {what}; check --store or $NASW_STORE "
+            "(a store is created by the first `nasw search` that records into it)"
+        )
+    if mode == "read":
+        return state
+    if state == "missing":
+        try:
+            os.makedirs(os.path.dirname(db_path), exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder for {db_path}: {exc.strerror or exc}") from None
+    problem = write_problem(db_path)
+    if problem is not None:
+        verb = "cannot create the store" if state != "ready" else "the store is read-only"
+        raise StoreError(
+            f"{verb} {db_path}: {problem}; nasw search and nasw resume write to the store "
+            "(ls, show, compare, export, report and lineage only read it)"
+        )
+    return state
+
+
+@contextlib.contextmanager
+def creation_lock(db_path: str, wait_s: float = CREATION_WAIT_S) -> Iterator[None]:
+    """Hold an exclusive lock on ``<db_path>.lock`` (POSIX ``flock``; nothing where there is
+    none): MLflow creates and migrates a new database in many statements, and two processes
+    doing it at once fail (``table already exists``, ``duplicate column name``).
+
+    Raises:
+        StoreError: The lock file cannot be created, or another process held the lock for
+            longer than ``wait_s``.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = db_path + ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {db_path}: {path}: {exc.strerror or exc}") from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"another process has been creating the store {db_path} for over {wait_s:.0f} s "
+                        f"(it holds {path})"
+                    ) from None
+                time.sleep(0.05)
+            except OSError:  # a file system without flock: go on unlocked
+                break
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -38,6 +38,11 @@ stores, or a database whose layout is not as expected, go through the MLflow cli
 (about 10 s for 10,000 trials). :meth:`MlflowStore.trials` always uses the client (about 1 s per
 1,000 trials).
 
+Artifacts read back (``genotype.json``, ``spec.json``, weights) are opened only when they are
+regular files inside the artifact folder, never through a link, within a size bound, and JSON
+ones only when they parse to the expected shape (:mod:`metastore.artifacts`); anything else
+reads as absent, with one warning per artifact.
+
 Errors: unknown ids raise :class:`~metastore.errors.NotFound`; every other MLflow, database or
 connection failure becomes a one-line :class:`~metastore.errors.StoreError` (see
 :mod:`metastore.mlflow_runs`; a server that does not answer gives up after about 10 s: set
@@ -55,6 +60,7 @@ from typing import Any
 
 from metastore import _common as c
 from metastore import schema
+from metastore.artifacts import WEIGHTS_LIMIT, open_regular
 from metastore.base import Metastore
 from metastore.errors import NotFound, StoreError
 from metastore.mlflow_runs import MlflowRuns, one_line, run_number
@@ -75,13 +81,14 @@ class MlflowStore(MlflowRuns, Metastore):
 
     Args:
         uri: A store URI (see :mod:`metastore.mlflow_setup`).
+        mode: ``create`` (the default), ``write`` or ``read``: see :class:`MlflowRuns`.
 
     Raises:
-        StoreError: The URI is malformed or the store cannot be opened.
+        StoreError: The URI is malformed or the store cannot be opened for ``mode``.
     """
 
-    def __init__(self, uri: str) -> None:
-        super().__init__(uri)
+    def __init__(self, uri: str, *, mode: str = "create") -> None:
+        super().__init__(uri, mode=mode)
         self._next_number: dict[str, int] = {}
         self._sqlite = None if self._db_path is None else SqliteReader(self._db_path)
 
@@ -271,6 +278,20 @@ class MlflowStore(MlflowRuns, Metastore):
         if values:
             self._log_batch(run_id, tags=values)
 
+    def update_spec(self, search_id: str, changes: Mapping[str, Any]) -> None:
+        """Replace top-level entries of a search's spec: the ``nasw.spec`` tag (when the spec
+        fits in one) and ``spec.json`` are rewritten; the params logged at the start keep their
+        first values (MLflow params are immutable)."""
+        run = self._search_run(search_id)
+        spec = self._search_record(run, 0).spec
+        spec.update({str(k): v for k, v in changes.items()})
+        text = c.spec_json(spec)
+        if len(text) <= c.MAX_TAG_VALUE:
+            self._log_batch(search_id, tags={schema.TAG_SPEC: text})
+        elif schema.TAG_SPEC in run.data.tags:  # the old spec must not be read back instead
+            self._call("update the spec", self._client.delete_tag, search_id, schema.TAG_SPEC)
+        self._call("log spec.json", self._client.log_text, search_id, text, schema.SPEC_ARTIFACT)
+
     def log_file(self, run_id: str, path: str, artifact_dir: str | None = None) -> None:
         """Attach a local file to a search or trial as an artifact (in ``artifact_dir``)."""
         if not os.path.isfile(path):
@@ -293,7 +314,9 @@ class MlflowStore(MlflowRuns, Metastore):
 
         Returns:
             The state dict, or None when the trial has no weights or they cannot be read (a
-            corrupt or malicious file is never unpickled beyond what ``weights_only`` allows).
+            corrupt or malicious file is never unpickled beyond what ``weights_only`` allows; a
+            link, a file that is not regular or lies outside the artifact folder, or one over
+            :data:`metastore.artifacts.WEIGHTS_LIMIT` is never opened).
 
         Raises:
             NotFound: Unknown trial.
@@ -301,12 +324,16 @@ class MlflowStore(MlflowRuns, Metastore):
         import torch
 
         run = self._trial_run(trial_id)
+        relative = f"{schema.WEIGHTS_DIR}/{schema.WEIGHTS_FILE}"
         with tempfile.TemporaryDirectory(prefix="nasw-weights-") as tmp:
-            path = self._artifact_path(run, f"{schema.WEIGHTS_DIR}/{schema.WEIGHTS_FILE}", tmp)
-            if path is None:
+            found = self._artifact_location(run.info.run_id, run.info.artifact_uri, relative, tmp)
+            if found is None:
                 return None
             try:
-                return torch.load(path, weights_only=True, map_location="cpu")
+                with open_regular(found[0], found[1], WEIGHTS_LIMIT) as fh:
+                    return torch.load(fh, weights_only=True, map_location="cpu")
+            except FileNotFoundError:
+                return None
             except Exception as exc:  # noqa: BLE001 - any unreadable file means "no weights"
                 _log.warning("weights of trial %s are unreadable (%s); ignoring them", trial_id, one_line(exc))
                 return None

@@ -17,7 +17,13 @@ Trial runs (children of their search):
     :func:`fidelity_record`), ``nasw.morphisms`` (JSON steps from the parent),
     ``nasw.promoted_from``, ``nasw.stopped_early`` (the rule) with ``nasw.<rule>.decision`` and
     ``nasw.<rule>.details`` (:func:`rule_tag`), ``nasw.heartbeat``
-    (``host:pid:time`` while running), ``nasw.note.<what>`` notes; weights under ``weights/``.
+    (``host:pid:time`` while running), ``nasw.note.<what>`` notes; weights under ``weights/``;
+    a trial scored by a one-shot estimator has ``nasw.estimator`` (and a ``nasw.fidelity`` with
+    ``"full": false``).
+Supernet runs (children of a one-shot search, not trials of its loop):
+    ``nasw.supernet`` (the method), ``nasw.resumed_from``, ``nasw.derived``, ``nasw.heartbeat``;
+    the checkpoint (weights, op logits, optimizer states) under ``weights/``; ``op_weights.json``
+    and ``op_weights.png``.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ RESERVED_TAGS = frozenset(
 # -- written by the workbench through Metastore.set_tags / start_trial(tags=...) ---------------
 TAG_FIDELITY = "nasw.fidelity"  # JSON: the fidelity a trial was measured at, with "full": true/false
 TAG_MORPHISMS = "nasw.morphisms"  # JSON: the morphism steps from the parent trial
+TAG_ORIGIN = "nasw.origin"  # where the trial's proposal came from (prior, transfer, random, model, ...)
 TAG_PROMOTED_FROM = "nasw.promoted_from"  # a scheduler's promotion that retrains from scratch
 TAG_STOPPED_EARLY = "nasw.stopped_early"  # the rule that stopped the trial ("lc")
 TAG_HEARTBEAT = "nasw.heartbeat"  # host:pid:time, refreshed while a trial runs
@@ -75,6 +82,12 @@ TAG_SOURCE_WEIGHTS = "source_weights"  # JSON: task -> weight, then task -> [wei
 TAG_SOURCE_WEIGHTS_BY = "nasw.source_weights_by"  # who weighed the sources
 TAG_PARETO_SIZE = "nasw.pareto_size"  # size of a multi-objective search's Pareto front
 TAG_NOTE_PREFIX = "nasw.note."  # free-text notes: nasw.note.<what>
+# one-shot searches (workbench/search/oneshot.py): the supernet run (a child run of the search that
+# is no trial of the loop), the trials a supernet scored, and what a supernet run continued from
+TAG_SUPERNET = "nasw.supernet"  # on a supernet run: its training method (spos, darts, gdas)
+TAG_ESTIMATOR = "nasw.estimator"  # on a trial scored, not trained: the estimator (oneshot, oneshot+bn)
+TAG_RESUMED_FROM = "nasw.resumed_from"  # on a supernet run: the interrupted run whose checkpoint it continued
+TAG_DERIVED = "nasw.derived"  # on a DARTS / GDAS supernet run: the derived cell's genotype JSON
 
 # note names (nasw.note.<name>)
 NOTE_WEIGHTS = "weights"  # why a trial could not inherit its parent's weights
@@ -113,6 +126,8 @@ SPEC_ARTIFACT = "spec.json"
 META_ARTIFACT = "meta_features.json"
 GENOTYPE_ARTIFACT = "genotype.json"
 PARETO_ARTIFACT = "pareto_front.json"
+OP_WEIGHTS_ARTIFACT = "op_weights.json"  # a DARTS / GDAS supernet run: op weights per edge, every epoch
+OP_WEIGHTS_PLOT = "op_weights.png"  # ... and their evolution as a plot (also on the search run)
 WEIGHTS_DIR = "weights"
 WEIGHTS_FILE = "model.pt"
 

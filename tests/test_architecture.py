@@ -23,6 +23,7 @@ FORBIDDEN = {
         "metastore",
     ],
     "workbench.nn": [
+        "workbench.oneshot",
         "workbench.morph",
         "workbench.strategy",
         "workbench.evaluate",
@@ -43,6 +44,7 @@ FORBIDDEN = {
     ],
     "workbench.strategy": [
         "workbench.nn",
+        "workbench.oneshot",
         "workbench.evaluate",
         "workbench.execute",
         "workbench.search",
@@ -58,6 +60,7 @@ FORBIDDEN = {
         "workbench.cli",
     ],
     "workbench.evaluate": [
+        "workbench.oneshot",
         "workbench.strategy",
         "workbench.transfer",
         "workbench.execute",
@@ -71,6 +74,16 @@ FORBIDDEN = {
         "workbench.nn",
         "workbench.strategy",
         "workbench.evaluate",
+        "workbench.search",
+        "workbench.cli",
+        "metastore",
+    ],
+    # the one-shot layer (supernet training, one-shot estimates) sits with evaluate: below the
+    # execution, search and store layers, and strategies never reach it (they get OpWeights)
+    "workbench.oneshot": [
+        "workbench.strategy",
+        "workbench.transfer",
+        "workbench.execute",
         "workbench.search",
         "workbench.cli",
         "metastore",

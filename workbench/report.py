@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from metastore import Metastore, SearchRecord, TrialRecord
-from metastore.schema import TAG_SOURCE_WEIGHTS
+from metastore.schema import TAG_FIDELITY, TAG_SOURCE_WEIGHTS, is_full_fidelity
 from workbench.errors import UserError
 from workbench.space.registry import describe_json
 
@@ -91,8 +91,10 @@ def _finite(v: Any) -> bool:
 
 
 def best_trial(trials: Sequence[TrialRecord], objective: str) -> TrialRecord | None:
-    """The finished trial with the highest finite ``objective``."""
+    """The finished trial with the highest finite ``objective``, among the full-fidelity ones when
+    there are any (not a scheduler's lower rung, a trial stopped early or a one-shot estimate)."""
     ok = [t for t in trials if t.state == "finished" and _finite(t.metrics.get(objective))]
+    ok = [t for t in ok if is_full_fidelity(t.tags.get(TAG_FIDELITY))] or ok
     return max(ok, key=lambda t: t.metrics[objective]) if ok else None
 
 

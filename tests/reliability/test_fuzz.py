@@ -587,3 +587,152 @@ def test_cli_random_arguments_never_show_a_traceback(cli_home):
 
     check()
     assert {0, 2} <= seen_codes
+
+
+# -- artifact files read back from a store ------------------------------------------------------
+SECRET = "TOP-SECRET-7c4a8d09ca"
+
+
+@pytest.fixture(scope="module")
+def artifact_home(tmp_path_factory):
+    """A SQLite store with a search whose spec and a trial whose genotype are too long for their
+    tags (so both are read back from ``spec.json`` and ``genotype.json``), with saved weights, and
+    a secret file outside the store."""
+    import torch
+
+    from metastore import open_store
+
+    home = tmp_path_factory.mktemp("artifacts")
+    uri = f"sqlite:///{home / 'runs' / 'mlflow.db'}"
+    store = open_store(uri)
+    spec = {"budget": 1, "padding": "x" * 9000}
+    sid = store.start_search("fuzz", strategy="random", space="chain-v1", seed=0, objective="val_accuracy", spec=spec)
+    layer = {"op": "conv", "kernel": 3, "width": 8, "act": "relu"}
+    genotype = json.dumps({"space": "chain-v1", "spec": {"layers": [layer] * 150}})
+    tid = store.start_trial(sid, genotype, "k")
+    store.save_weights(tid, {"w": torch.ones(2)})
+    store.finish_trial(tid, state="finished", metrics={"val_accuracy": 0.5})
+    (home / "secret.txt").write_text(SECRET)
+    (home / "outside").mkdir()
+    (home / "outside" / "genotype.json").write_text(genotype)
+    from metastore.mlflow_setup import local_folder
+
+    folders = {
+        run: Path(local_folder(store._get_run(run, kind).info.artifact_uri))
+        for run, kind in ((sid, "search"), (tid, "trial"))
+    }
+    return {
+        "uri": uri,
+        "store": store,
+        "sid": sid,
+        "tid": tid,
+        "genotype": genotype,
+        "spec": spec,
+        "home": home,
+        "folders": folders,
+    }
+
+
+def _plant(path: Path, how: str, home: Path) -> None:
+    """Put a hostile ``how`` where the artifact ``path`` was."""
+    if how == "link to a secret":
+        path.symlink_to(home / "secret.txt")
+    elif how == "link to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif how == "link to a valid copy":
+        copy = home / f"copy-{path.name}"
+        copy.write_bytes(path.with_name(path.name + ".orig").read_bytes())
+        path.symlink_to(copy)
+    elif how == "fifo":
+        os.mkfifo(path)
+    elif how == "folder":
+        path.mkdir()
+    elif how == "huge":
+        from metastore.artifacts import TEXT_LIMIT, WEIGHTS_LIMIT
+
+        with open(path, "wb") as fh:  # sparse: no disk used
+            fh.truncate((WEIGHTS_LIMIT if path.suffix == ".pt" else TEXT_LIMIT) + 1)
+    elif how == "deep nesting":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif how == "wrong shape":
+        path.write_text('{"spec": 1}' if path.name == "genotype.json" else "[1, 2]")
+    elif how == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    else:
+        raise AssertionError(how)
+
+
+HOSTILE = [
+    "link to a secret",
+    "link to /dev/zero",
+    "link to a valid copy",
+    "fifo",
+    "folder",
+    "huge",
+    "deep nesting",
+    "wrong shape",
+    "binary",
+]
+
+
+@pytest.mark.parametrize("how", HOSTILE)
+@pytest.mark.parametrize("artifact", ["genotype.json", "spec.json", "weights/model.pt"])
+def test_hostile_artifact_files_read_as_absent(artifact_home, capsys, how, artifact):
+    """Links, devices, FIFOs, folders, huge and malformed files in a store's artifact folder are
+    never followed, opened for long or parsed beyond their bound: they read as absent."""
+    h = artifact_home
+    if artifact == "weights/model.pt" and how in ("deep nesting", "wrong shape"):
+        how = "binary"
+    folder = h["folders"][h["sid"] if artifact == "spec.json" else h["tid"]]
+    path = folder / artifact
+    original = path.with_name(path.name + ".orig")
+    path.rename(original)
+    try:
+        _plant(path, how, h["home"])
+        store = h["store"]
+        if artifact == "genotype.json":
+            assert store.trial(h["tid"]).genotype_json == ""
+            code, out, err = nasw(["show", h["sid"], "--store", h["uri"], "--format", "json"], capsys)
+            assert code == 0 and SECRET not in out + err and json.loads(out)["trials"][0]["genotype"] == ""
+        elif artifact == "spec.json":
+            assert store.search(h["sid"]).spec == {}
+        else:
+            assert store.load_weights(h["tid"]) is None
+    finally:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink()
+        original.rename(path)
+    assert store.trial(h["tid"]).genotype_json == h["genotype"]  # the real artifacts read back again
+    assert store.search(h["sid"]).spec == h["spec"]
+    assert store.load_weights(h["tid"]) is not None
+
+
+def test_an_artifact_folder_linked_outside_the_store_is_refused(artifact_home):
+    h = artifact_home
+    folder = h["folders"][h["tid"]]
+    aside = folder.with_name(folder.name + ".orig")
+    folder.rename(aside)
+    try:
+        folder.symlink_to(h["home"] / "outside")  # a valid genotype.json, but outside the artifact folder
+        assert h["store"].trial(h["tid"]).genotype_json == ""
+    finally:
+        folder.unlink()
+        aside.rename(folder)
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=400), json_values.map(lambda v: json.dumps(v).encode())))
+def test_random_bytes_as_a_genotype_artifact(artifact_home, data):
+    """Whatever bytes ``genotype.json`` holds, a trial reads back with "" or a genotype object."""
+    h = artifact_home
+    path = h["folders"][h["tid"]] / "genotype.json"
+    path.write_bytes(data)
+    try:
+        text = h["store"].trial(h["tid"]).genotype_json
+    finally:
+        path.write_text(h["genotype"])
+    if text:
+        value = json.loads(text)
+        assert isinstance(value, dict) and isinstance(value["space"], str) and "spec" in value

@@ -52,6 +52,8 @@ def test_bo_warm_started_from_a_recorded_search_shows_and_records_its_sources(st
     assert code == 0, err
     line = next(ln for ln in (out + err).splitlines() if "warm start" in ln)
     assert "nbgraph-photo" in line and "1 source" in line  # the source and its trust, e.g. "nbgraph-photo 0.42 (meta)"
+    used = next(ln for ln in (out + err).replace("\n", " ").split("warm start: ")[1:] if "came from the sources" in ln)
+    assert "of 5 trials came from the sources" in used and "final trust: nbgraph-photo" in used
     store, rec = _parent(store_uri, "nbgraph-cs")
     assert set(rec.spec["warm_start"]["sources"]) == {"nbgraph-photo"}
     trajectory = json.loads(rec.tags["source_weights"])

@@ -17,11 +17,24 @@ DEBUG_ENV = "NASW_DEBUG"
 STORE_HELP = "Metastore URI (default: $NASW_STORE or sqlite:///runs/mlflow.db)."
 
 
-def store_of(uri: str | None):
-    """The metastore at ``uri`` (default: ``$NASW_STORE`` or ``sqlite:///runs/mlflow.db``)."""
-    from metastore import open_store
+def store_of(uri: str | None, mode: str = "create", *, wanted: str | None = None):
+    """The metastore at ``uri`` (default: ``$NASW_STORE`` or ``sqlite:///runs/mlflow.db``).
 
-    return open_store(uri)
+    ``mode`` says what the command does with it (:func:`metastore.open_store`): ``create``
+    (``nasw search``: a missing store is created), ``write`` (the store must exist and be
+    writable) or ``read`` (the store must exist; a mistyped path is one error line naming it,
+    never a new empty store). ``wanted`` names what the command looks for in the store (``search
+    'abc'``): the error of a missing store then starts with ``no search 'abc': ``.
+    """
+    from metastore import open_store
+    from metastore.errors import NoStore
+
+    try:
+        return open_store(uri, mode=mode)
+    except NoStore as exc:
+        if wanted is None:
+            raise
+        raise NoStore(f"no {wanted}: {exc}") from None
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -41,6 +54,12 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 def fmt_num(value: float | None, digits: int = 4) -> str:
     """``value`` with ``digits`` decimals; ``-`` for None."""
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def ellipsize(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with ``…`` (the full value is in
+    ``--format json``)."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def narrow_table(*headers: str, wrap: tuple[str, ...] = (), **kwargs: Any):

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import click
 
-from workbench.cli.app import STORE_HELP, cli, fmt_num, genotype_obj, narrow_table, store_of
+from workbench.cli.app import STORE_HELP, cli, ellipsize, fmt_num, genotype_obj, narrow_table, store_of
 from workbench.errors import UserError
+
+#: Characters of a seed that ``nasw ls`` shows (2**32 has 10 digits; longer seeds end in "…").
+SEED_WIDTH = 10
 
 
 @cli.command("ls")
@@ -17,7 +26,7 @@ from workbench.errors import UserError
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
     """List searches with their best values."""
-    st = store_of(store)
+    st = store_of(store, "read")
     rows = st.searches(task_name)
     if fmt == "json":
         click.echo(
@@ -64,7 +73,7 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
             s.search_id[:8],
             s.task,
             s.strategy,
-            str(s.seed),
+            ellipsize(str(s.seed), SEED_WIDTH),  # a 22-digit seed must not squeeze the task out
             s.state,
             str(s.n_trials),
             fmt_num(s.summary.get(f"best_{s.objective}")),
@@ -80,7 +89,7 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
     """Show a search's trials (a unique prefix of its id is enough)."""
-    st = store_of(store)
+    st = store_of(store, "read", wanted=f"search {search_id!r}")
     sid = st.resolve_search(search_id)
     rec = st.search(sid)
     trials = st.trials(sid)
@@ -132,9 +141,10 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
         caption=f"search {sid}",
     )
     table.add_column("genotype / reason", overflow="fold", min_width=8, max_width=36)
-    best = max(
-        (t for t in trials if t.state == "finished" and obj in t.metrics), key=lambda t: t.metrics[obj], default=None
-    )
+    from metastore.schema import TAG_ESTIMATOR, TAG_SUPERNET
+    from workbench.report import best_trial
+
+    best = best_trial(trials, obj)  # a full-fidelity trial when there is one (not an estimate)
     for t in trials:
         style = (
             "bold green"
@@ -142,6 +152,10 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
             else ("red" if t.state == "failed" else None)
         )
         detail = t.reason if t.state == "failed" else describe_json(t.genotype_json)
+        if t.tags.get(TAG_SUPERNET):  # a one-shot search's supernet training, not a trial of its loop
+            detail = f"supernet ({t.tags[TAG_SUPERNET]}){': ' + t.reason if t.reason else ''}"
+        elif t.tags.get(TAG_ESTIMATOR):
+            detail = f"{t.tags[TAG_ESTIMATOR]} estimate: {detail}"
         params = t.metrics.get("params")
         table.add_row(
             str(t.number),
@@ -167,7 +181,7 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
     from workbench.lineage import ancestors, children, resolve_trial
     from workbench.space.registry import describe_json
 
-    st = store_of(store)
+    st = store_of(store, "read", wanted=f"trial {trial_id!r}")
     tid = resolve_trial(st, trial_id)
     line = ancestors(st, tid)
     kids = children(st, line[-1].trial)
@@ -254,8 +268,16 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
     "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (127.0.0.1 = this machine only)."
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
-def ui_cmd(store: str | None, host: str, port: int) -> None:
-    """Start the MLflow UI on the same store."""
+@click.option(
+    "--allowed-hosts",
+    "allowed_hosts",
+    default=None,
+    metavar="HOST[,HOST...]",
+    help="Host headers the UI answers (MLflow's guard against DNS rebinding; default: this machine's "
+    "loopback names, --host and its host name, with and without the port).",
+)
+def ui_cmd(store: str | None, host: str, port: int, allowed_hosts: str | None) -> None:
+    """Start the MLflow UI on the same store (it stops with this command, however it is stopped)."""
     import subprocess
 
     from metastore import default_store_uri
@@ -268,11 +290,76 @@ def ui_cmd(store: str | None, host: str, port: int) -> None:
     if uri.startswith("memory://"):
         raise UserError("a memory:// store has no UI")
     tracking = tracking_uri_for(uri)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking, "--host", host, "--port", str(port)]
-    # MLflow 3 opens on its GenAI view unless told otherwise; this URL opens the runs tables.
-    click.echo(f"MLflow UI for {tracking}")
-    click.echo(f"open http://{host}:{port}/#/experiments?workflowType=machine_learning (Ctrl-C to stop)")
+    if not _is_loopback(host):
+        click.echo(
+            f"warning: --host {host} makes the store readable and writable by anyone who can reach port {port} "
+            "(the MLflow UI has no login); for a team server use MLflow's authentication: "
+            "`mlflow server --app-name basic-auth` (https://mlflow.org/docs/latest/self-hosting/security/basic-http-auth/)",
+            err=True,
+        )
+    with tempfile.TemporaryDirectory(prefix="nasw-ui-") as tmp:
+        pid_file = os.path.join(tmp, "server.pid")
+        cmd = [sys.executable, "-m", "metastore.ui_server", "--parent", str(os.getpid()), "--pid-file", pid_file]
+        cmd += ["--", "--backend-store-uri", tracking, "--host", host, "--port", str(port)]
+        cmd += ["--allowed-hosts", allowed_hosts or _default_allowed_hosts(host, port)]
+        # MLflow 3 opens on its GenAI view unless told otherwise; this URL opens the runs tables.
+        click.echo(f"MLflow UI for {tracking}")
+        click.echo(f"open http://{host}:{port}/#/experiments?workflowType=machine_learning (Ctrl-C to stop)")
+        with _forward_stop_signals(pid_file) as stopped:
+            code = subprocess.call(cmd)
+    if stopped:
+        click.echo("MLflow UI stopped", err=True)
+        code = 0
+    sys.exit(code)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+
+
+def _default_allowed_hosts(host: str, port: int) -> str:
+    """The Host headers the UI answers by default: the loopback names, a specific --host, and for
+    a non-loopback --host this machine's host name; each with and without the port."""
+    import socket
+
+    names = ["localhost", "127.0.0.1", "[::1]"]
+    if host not in ("0.0.0.0", "::", ""):
+        names.append(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    if not _is_loopback(host):
+        full = socket.gethostname()
+        names += [full, full.split(".")[0]] if full else []
+    return ",".join(dict.fromkeys(x for n in names for x in (n, f"{n}:{port}")))
+
+
+@contextlib.contextmanager
+def _forward_stop_signals(pid_file: str):
+    """While the UI runs: SIGTERM, SIGINT and SIGHUP are passed on to the server's supervisor
+    (:mod:`metastore.ui_server`), which stops every process of the server, and this command
+    waits for it; yields a list that is non-empty once a signal came. Before the supervisor has
+    written its pid, this process exits at once and the supervisor, seeing its parent gone,
+    stops the server itself."""
+    stopped: list[int] = []
+
+    def forward(signum, frame) -> None:
+        stopped.append(signum)
+        try:
+            pid = int(Path(pid_file).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            os._exit(128 + signum)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    names = ("SIGTERM", "SIGINT", "SIGHUP")
+    signals = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+    # an ignored signal stays ignored (SIGHUP under nohup, SIGINT of a background job)
+    previous = {sig: signal.signal(sig, forward) for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
-        sys.exit(subprocess.call(cmd))
-    except KeyboardInterrupt:
-        sys.exit(0)
+        yield stopped
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

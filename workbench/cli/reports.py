@@ -26,7 +26,7 @@ def compare_cmd(search_ids: Sequence[str], store: str | None, out: str, fmt: str
     from workbench.plots import plot_compare
     from workbench.report import compare_rows
 
-    st = store_of(store)
+    st = store_of(store, "read", wanted="searches " + ", ".join(map(repr, search_ids)))
     rows = compare_rows(st, _searches(st, search_ids))
     objectives = sorted({r["objective"] for r in rows})
     curves = {f"{r['task']} {r['strategy']} {r['search_id'][:8]}": r["curve"] for r in rows}
@@ -91,7 +91,7 @@ def export_cmd(search_id: str, store: str | None, fmt: str | None, out: str | No
 
     if fmt is None:
         fmt = "json" if out and out.lower().endswith(".json") else "csv"
-    st = store_of(store)
+    st = store_of(store, "read", wanted=f"search {search_id!r}")
     sid = st.resolve_search(search_id)
     trials = st.trials(sid)
     text = export_text(trials, fmt)
@@ -111,10 +111,14 @@ def export_cmd(search_id: str, store: str | None, fmt: str | None, out: str | No
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--out", "out", default=None, help="HTML file to write (default: report-<search id>.html).")
 def report_cmd(search_id: str, store: str | None, out: str | None) -> None:
-    """Write a self-contained HTML report of a search (summary, trials, plots); also attached to its MLflow run."""
+    """Write a self-contained HTML report of a search (summary, trials, plots); also attached to its
+    MLflow run when the store is writable."""
     from workbench.report import write_report
 
-    st = store_of(store)
+    st = store_of(store, "read", wanted=f"search {search_id!r}")
     sid = st.resolve_search(search_id)
-    path = write_report(st, sid, out or f"report-{sid[:12]}.html")
-    click.echo(f"wrote {path} (also attached to the search's MLflow run as report/report.html)")
+    path = write_report(st, sid, out or f"report-{sid[:12]}.html", log=st.writable)
+    if st.writable:
+        click.echo(f"wrote {path} (also attached to the search's MLflow run as report/report.html)")
+    else:
+        click.echo(f"wrote {path} (not attached to the search's MLflow run: the store is read-only)")

@@ -18,6 +18,7 @@ from workbench.evaluate.base import EpochCallback, EvalResult, StopTraining
 from workbench.evaluate.fidelity import Fidelity
 from workbench.evaluate.shrink_perturb import is_identity, shrink_perturb
 from workbench.nn.build import build_model
+from workbench.nn.memory import memory_shortfall
 from workbench.space.genotype import Genotype
 
 
@@ -190,11 +191,20 @@ class TrainedEvaluator:
 
     def build(self, genotype: Genotype, seed: int, fidelity: Fidelity | None = None) -> nn.Module:
         """The freshly initialised network of ``genotype`` (init seeded, global RNG untouched);
-        at a ``fidelity``, for its input resolution and with its width multiplier."""
+        at a ``fidelity``, for its input resolution and with its width multiplier.
+
+        Raises:
+            TrialFailed: Training it would need more memory than the device has available
+                (:func:`workbench.nn.memory.memory_shortfall`); nothing is allocated.
+        """
         width = 1.0 if fidelity is None else float(fidelity.width_mult)
+        shape, batch = self.input_shape_at(fidelity), int(self.config_for(genotype).batch_size)
+        short = memory_shortfall(genotype, shape, self.splits.n_classes, batch, self.device, width)
+        if short:
+            raise TrialFailed(short)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return build_model(genotype, self.input_shape_at(fidelity), self.splits.n_classes, width_mult=width)
+            return build_model(genotype, shape, self.splits.n_classes, width_mult=width)
 
     def evaluate(
         self,

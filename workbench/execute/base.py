@@ -38,6 +38,11 @@ class Executor(ABC):
     def shutdown(self) -> None:
         """Release workers (idempotent)."""
 
+    def cancel(self) -> None:
+        """Stop the trials still running at once (the search was interrupted and fails them
+        itself), then release the workers; by default :meth:`shutdown`."""
+        self.shutdown()
+
 
 _EXECUTORS = {
     "inprocess": "workbench.execute.inprocess:InProcessExecutor",

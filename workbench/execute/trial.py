@@ -31,6 +31,7 @@ from metastore.schema import (
 from workbench.errors import InvalidGenotype, StoreError, TrialFailed
 from workbench.evaluate.base import Evaluator
 from workbench.execute.limits import hard_limit_for, time_limit
+from workbench.execute.signals import interruption_reason
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 
@@ -151,7 +152,8 @@ def execute_trial(
 ) -> TrialOutcome:
     """Evaluate a started trial and record the result; failures are recorded, never raised.
 
-    ``KeyboardInterrupt`` marks the trial failed and propagates.
+    ``KeyboardInterrupt`` (Ctrl-C, or :class:`~workbench.execute.signals.Terminated`) marks the
+    trial failed with the reason and propagates.
     """
     start = time.perf_counter()
     try:
@@ -220,8 +222,8 @@ def execute_trial(
         return fail(exc.reason)
     except InvalidGenotype as exc:
         return fail(f"invalid genotype: {exc}")
-    except KeyboardInterrupt:
-        fail("interrupted by the user")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (workbench.execute.signals)
+        fail(interruption_reason(exc))
         raise
     except StoreError:
         raise

@@ -36,6 +36,14 @@ def build_model(genotype: Genotype, input_shape: Sequence[int], n_classes: int, 
     Returns:
         A ``torch.nn.Module`` mapping `batch x *input_shape` to `batch x n_classes` logits.
     """
+    builder, genotype = _builder(genotype, width_mult)
+    check_size(builder, genotype, tuple(input_shape), int(n_classes))
+    return builder(genotype, tuple(input_shape), int(n_classes))
+
+
+def _builder(genotype: Genotype, width_mult: float = 1.0) -> tuple[Callable[..., Any], Genotype]:
+    """The builder of ``genotype``'s space (with ``width_mult`` bound) and the genotype it builds
+    (a joint genotype's architecture)."""
     space = genotype.space
     if space.startswith("joint-"):
         from workbench.space.registry import space_class
@@ -49,8 +57,52 @@ def build_model(genotype: Genotype, input_shape: Sequence[int], n_classes: int, 
     builder = getattr(importlib.import_module(module), fn)
     if float(width_mult) != 1.0:
         builder = _with_width(builder, space, float(width_mult))
-    check_size(builder, genotype, tuple(input_shape), int(n_classes))
-    return builder(genotype, tuple(input_shape), int(n_classes))
+    return builder, genotype
+
+
+def network_size(
+    genotype: Genotype, input_shape: Sequence[int], n_classes: int, *, batch: int = 1, width_mult: float = 1.0
+) -> tuple[int, int] | None:
+    """``(parameters, activations)`` of ``genotype``'s network: its parameter count and the values
+    its layers output in one forward pass of ``batch`` examples (what training keeps for the
+    backward pass), measured on PyTorch's ``meta`` device: no memory allocated, the global random
+    state untouched. Activations are 0 when the forward pass cannot run there; None when the
+    network cannot be built there.
+
+    Raises:
+        InvalidGenotype: The space has no network builder, or the network would have more than
+            :func:`max_params` parameters.
+    """
+    import torch
+
+    builder, genotype = _builder(genotype, width_mult)
+    shape, classes = tuple(int(s) for s in input_shape), int(n_classes)
+    check_size(builder, genotype, shape, classes)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            net = builder(genotype, shape, classes)
+        params = sum(p.numel() for p in net.parameters())
+    except Exception:  # noqa: BLE001 - the real build reports its own error
+        return None
+    total = 0
+
+    def count(_module: Any, _inputs: Any, output: Any) -> None:
+        nonlocal total
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                total += t.numel()
+
+    leaves = [m for m in net.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            net.train()(torch.zeros(max(1, int(batch)), *shape, device="meta"))
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: parameters only
+        total = 0
+    finally:
+        for h in handles:
+            h.remove()
+    return int(params), int(total)
 
 
 def _with_width(builder: Callable[..., Any], space: str, width_mult: float) -> Callable[..., Any]:

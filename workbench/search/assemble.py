@@ -14,12 +14,13 @@ from workbench.evaluate.factory import evaluator_for, meta_features_for, space_f
 from workbench.execute.base import Executor
 from workbench.search.budget import Budget
 from workbench.search.fidelity import fidelity_setup
+from workbench.search.oneshot import OneShotSpec, oneshot_phase, split_options
 from workbench.search.progress import Progress
 from workbench.search.run import Search
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import Strategy, StrategySetup
-from workbench.strategy.registry import make_strategy, strategy_class
+from workbench.strategy.registry import check_options, make_strategy, strategy_class
 from workbench.task import Task, parse_task_dict
 from workbench.transfer.plan import WarmStartPlan, plan_warm_start
 
@@ -54,6 +55,7 @@ def new_search(
     scheduler_options: Mapping[str, Any] | None = None,
     stop_early: str | None = None,
     stop_options: Mapping[str, Any] | None = None,
+    estimator: str | None = None,
 ) -> Search:
     """Build every object a search needs and create its parent run.
 
@@ -65,12 +67,17 @@ def new_search(
     ``promote``) runs the search over the task's fidelities; then ``budget`` counts
     full-fidelity-equivalent trainings (:class:`Budget`). ``stop_early="lc"`` stops trials by
     learning-curve extrapolation (options ``threshold``, ``min_epochs``, ``every``).
+
+    ``estimator="oneshot"`` scores the trials with a weight-sharing supernet trained once and
+    retrains the best (``retrain_top`` and the other :data:`workbench.oneshot.settings.ESTIMATOR_OPTIONS`
+    are taken out of ``strategy_options``); see :mod:`workbench.search.oneshot`.
     """
     plan_budget = Budget.of(budget, scheduled=bool(scheduler))
+    strategy_options, oneshot_options = split_options(estimator, strategy_options)
     space = space_for(task)
     evaluator = evaluator_for(task, device=device)
     cls = strategy_class(strategy_name)
-    options = dict(strategy_options or {})
+    options = check_options(strategy_name, strategy_options or {})  # types first: recorded as coerced
     warm = _warm_plan(store, task, space, evaluator, cls, options, warm_start)
     setup = StrategySetup(
         budget=plan_budget.amount,
@@ -94,6 +101,7 @@ def new_search(
         Running(executor, workers, address, device),
         progress,
         (scheduler, scheduler_options, stop_early, stop_options),
+        OneShotSpec(estimator, oneshot_options),
     )
     search.start(options, tags)
     return search
@@ -123,6 +131,7 @@ def resume_search(
         strategy_name = spec["strategy"]
         options = dict(spec.get("strategy_options") or {})
         total = int(budget if budget is not None else spec["budget"])
+        options = check_options(strategy_name, options)  # a search recorded before options were checked
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"search {search_id} has no usable spec to resume from ({exc})") from None
     sch = spec.get("scheduler") if isinstance(spec.get("scheduler"), Mapping) else {}
@@ -149,8 +158,11 @@ def resume_search(
         Running(executor, workers, address, device),
         progress,
         (sch.get("name"), sch.get("options"), stop.get("rule"), stop.get("options")),
+        OneShotSpec.from_spec(spec),
     )
     search.replay(search_id, force=force)
+    if budget is not None and total != spec.get("budget"):
+        store.update_spec(search_id, {"budget": total})  # the recorded budget is the new total
     return search
 
 
@@ -167,12 +179,24 @@ def _assemble(
     running: Running,
     progress: Progress | None,
     fidelity: tuple,
+    oneshot: OneShotSpec | None = None,
 ) -> Search:
-    """The strategy (with its warm start and price of genotypes), the executor, the fidelities,
-    and the :class:`Search` that holds them."""
+    """The strategy (with its warm start and price of genotypes), the one-shot phase (a supernet
+    for an estimator or for the strategy's relaxation), the executor, the fidelities, and the
+    :class:`Search` that holds them."""
     cls = strategy_class(strategy_name)
     warm_kwargs = cls.warm_start_options(warm.offer, options) if warm is not None else {}
     strategy = make_strategy(strategy_name, space, seed=seed, **options, **warm_kwargs)
+    check_objectives(strategy.objectives, task)  # before any executor starts
+    evaluator, phase = oneshot_phase(
+        oneshot or OneShotSpec(),
+        space,
+        evaluator,
+        strategy,
+        workers=running.workers,
+        scheduled=bool(fidelity[0] or fidelity[2]),
+        seed=seed,
+    )
     price_genotypes(strategy, evaluator)
     execu = make_executor(
         running.executor,
@@ -184,7 +208,58 @@ def _assemble(
         trainable=space.trainable,
     )
     fkw = fidelity_setup(task, space, evaluator, budget.amount, *fidelity)
-    return Search(store, task, strategy, evaluator, space, budget, seed, progress, executor=execu, warm=warm, **fkw)
+    return Search(
+        store, task, strategy, evaluator, space, budget, seed, progress, executor=execu, warm=warm, oneshot=phase, **fkw
+    )
+
+
+def reported_metrics(task: Task) -> tuple[str, ...]:
+    """The metrics every finished trial of ``task`` reports: what ``--objectives`` may name.
+
+    A table lookup reports :data:`workbench.evaluate.tabular.METRICS`; a trained network the
+    metrics :meth:`TrainedEvaluator.train <workbench.evaluate.trainer.TrainedEvaluator.train>`
+    measures (:data:`TRAINED_METRICS`).
+    """
+    if task.kind == "tabular":
+        from workbench.evaluate.tabular import METRICS
+
+        return METRICS
+    return TRAINED_METRICS
+
+
+#: The metrics of a trained trial (``TrainedEvaluator.train``; a test checks them against a run).
+TRAINED_METRICS: tuple[str, ...] = (
+    "val_accuracy",
+    "test_accuracy",
+    "train_loss",
+    "params",
+    "latency",
+    "train_seconds",
+    "epochs",
+)
+
+
+def check_objectives(objectives: Sequence[Any], task: Task) -> None:
+    """Refuse objectives (a strategy's ``objectives``: names with an optional leading ``-``) that
+    no trial of ``task`` reports, before the search starts: else the search would run to its end
+    with no Pareto front.
+
+    Raises:
+        UserError: An unknown metric, in one line with the metrics the task reports.
+    """
+    from workbench.strategy.pareto import parse_objectives
+
+    try:
+        keys = [o.key for o in parse_objectives([str(o) for o in objectives or ()])]
+    except ValueError as exc:
+        raise UserError(f"bad objectives: {exc}") from None
+    known = reported_metrics(task)
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        raise UserError(
+            f"objective(s) {names} not reported by task {task.name!r} ({task.kind}); it reports {', '.join(known)}"
+        )
 
 
 def _warm_plan(

@@ -15,6 +15,7 @@ from metastore.schema import (
     TAG_FIDELITY,
     TAG_HEARTBEAT,
     TAG_MORPHISMS,
+    TAG_ORIGIN,
     TAG_PARETO_SIZE,
     TAG_PROMOTED_FROM,
     TAG_SOURCE_WEIGHTS,
@@ -28,6 +29,7 @@ from workbench.evaluate.factory import meta_features_for
 from workbench.evaluate.trainer import evaluator_seed
 from workbench.execute.base import Executor
 from workbench.execute.inherit import inherit_weights
+from workbench.execute.signals import interruption_reason, stop_on_signals
 from workbench.execute.trial import TrialJob, TrialOutcome, execute_trial, heartbeat_is_dead, morphisms_json
 from workbench.search.budget import Budget
 from workbench.search.fidelity import FidelityBook
@@ -43,7 +45,7 @@ from workbench.search.records import (
 )
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation, Proposal, Strategy
+from workbench.strategy.base import ORIGIN_PRIOR, ORIGIN_TRANSFER, Observation, Proposal, Strategy
 from workbench.task import Task
 
 
@@ -68,6 +70,8 @@ class Search:
             the incumbent (:class:`workbench.evaluate.curves.LCStopRule`).
         stop_options: Settings of the stop rule (``threshold``, ``min_epochs``, ``every``).
         warm: The warm-start plan (:class:`workbench.transfer.plan.WarmStartPlan`), if any.
+        oneshot: The one-shot phase (:class:`workbench.search.oneshot.OneShotPhase`: a supernet
+            trained before the first ask, estimates, retraining after the loop), if any.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class Search:
         stop_early: str | None = None,
         stop_options: Mapping[str, Any] | None = None,
         warm: Any = None,
+        oneshot: Any = None,
     ) -> None:
         if not isinstance(budget, Budget):
             budget = Budget.of(budget, scheduled=scheduler is not None)
@@ -102,8 +107,10 @@ class Search:
         self.save_weights = save_weights and space.trainable
         self.executor = executor
         self.warm = warm
+        self.oneshot = oneshot
         self.search_id: str | None = None
         self.records: list[TrialRecord] = []
+        self._origins: dict[int, str] = {}  # trial number -> its proposal's origin (this process)
         self.fidelity = FidelityBook(task, space, evaluator, store, scheduler, fidelity_space, stop_early, stop_options)
 
     @property
@@ -127,6 +134,7 @@ class Search:
             "seed": self.seed,
             "space_settings": self.space.settings(),
             **self.fidelity.spec(),
+            **({"oneshot": self.oneshot.spec.to_dict()} if self.oneshot is not None else {}),
         }
         tags = dict(tags or {})
         if self.warm is not None:
@@ -164,7 +172,10 @@ class Search:
             self.store.finish_trial(
                 rec.trial_id, state="failed", reason="interrupted: the search stopped while this trial ran"
             )
-        self.records = [usable_record(r, self.space) for r in self.store.trials(search_id)]
+        trials = self.store.trials(search_id)
+        if self.oneshot is not None:
+            trials = self.oneshot.loop_trials(trials)  # its supernet runs are no trials of the loop
+        self.records = [usable_record(r, self.space) for r in trials]
         unusable = [r.number for r in self.records if (r.reason or "").startswith(UNUSABLE)]
         if unusable:
             self.store.set_tags(
@@ -196,17 +207,27 @@ class Search:
         state = "finished"
         running: dict[str, tuple[int, Genotype]] = {}
         try:
-            if self.scheduler is not None:
-                self._run_scheduled(executor, running)
-            else:
-                self._run_trials(executor, running)
-        except KeyboardInterrupt:
+            with stop_on_signals():  # `kill PID` (SIGTERM) or a closed terminal (SIGHUP): as Ctrl-C
+                if self.oneshot is not None:
+                    self.oneshot.before(self)  # the supernet (and op weights) before the first ask
+                if self.scheduler is not None:
+                    self._run_scheduled(executor, running)
+                else:
+                    self._run_trials(executor, running)
+                if self.oneshot is not None:
+                    self.oneshot.after(self)  # the best estimates retrained from scratch
+        except KeyboardInterrupt as exc:
             state = "killed"
+            executor.cancel()  # trials still running in workers stop now
             for trial_id in running:
                 try:
-                    self.store.finish_trial(trial_id, state="failed", reason="interrupted by the user")
+                    self.store.finish_trial(trial_id, state="failed", reason=interruption_reason(exc))
                 except StoreError:
                     pass
+            try:  # also a trial the interruption caught while it was being started
+                self.store.mark_stale(self.search_id, reason=interruption_reason(exc))
+            except StoreError:
+                pass
             raise
         except BaseException:
             state = "failed"  # the store failed, or a bug: finished trials are kept; `nasw resume` continues
@@ -287,7 +308,13 @@ class Search:
         steps = morphisms_json(proposal.morphisms)
         if proposal.morphisms:
             tags[TAG_MORPHISMS] = steps
+        if proposal.origin:
+            tags[TAG_ORIGIN] = proposal.origin
+            self._origins[number] = proposal.origin
         fid, record = self.fidelity.fidelity_for(decision)
+        if self.oneshot is not None:
+            record, estimated = self.oneshot.trial_tags(record)  # an estimate: not full, its estimator
+            tags.update(estimated)
         tags[TAG_FIDELITY] = json.dumps(record, sort_keys=True)
         if decision is not None and decision.promote and proposal.parent_trial != decision.promote:
             tags[TAG_PROMOTED_FROM] = decision.promote
@@ -411,7 +438,32 @@ class Search:
             out["n_full_fidelity"] = float(sum(1 for r in self.records if r.state == "finished" and is_full(r)))
             out["n_stopped_early"] = float(sum(1 for r in self.records if fidelity_of(r).get("stopped")))
             out["compute_full_equivalents"] = float(sum(self.fidelity.cost_of(r) for r in self.records))
+        if self.warm is not None and self.warm.sources:
+            origins = [self._origins.get(r.number) or r.tags.get(TAG_ORIGIN, "") for r in self.records]
+            out["warm_trials_from_prior"] = float(origins.count(ORIGIN_PRIOR))
+            out["warm_trials_from_transfer"] = float(origins.count(ORIGIN_TRANSFER))
+        if self.oneshot is not None:
+            out.update(self.oneshot.summary(self.records))
         return out
+
+    def source_use(self) -> str:
+        """One line on how much a warm start was used: trials that came from the sources (their
+        best architectures, the transfer model's choices) and each source's final trust; ``""``
+        for a cold search."""
+        if self.warm is None or not self.warm.sources:
+            return ""
+        summary = self.summary()
+        prior, model = int(summary["warm_trials_from_prior"]), int(summary["warm_trials_from_transfer"])
+        trust = {
+            s.task: (self.warm.history.get(s.task) or [self.warm.weights.weights.get(s.task, 0.0)])[-1]
+            for s in self.warm.sources
+        }
+        ranked = ", ".join(f"{task} {w:.2f}" for task, w in sorted(trust.items(), key=lambda kv: -kv[1]))
+        return (
+            f"warm start: {prior + model} of {len(self.records)} trials came from the sources "
+            f"({prior} of their best architectures, {model} chosen by the transfer model); "
+            f"final trust: {ranked}"
+        )
 
     def _plot(self) -> None:
         """Every plot of the search (progress, best so far, learning curves, Pareto front, best

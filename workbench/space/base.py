@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from workbench.errors import InvalidGenotype
 from workbench.space.genotype import Genotype
+
+if TYPE_CHECKING:
+    from workbench.space.decisions import DecisionView
 
 
 class SearchSpace(ABC):
@@ -77,6 +80,25 @@ class SearchSpace(ABC):
     def enumerate(self) -> Iterator[Genotype]:
         """Every member of a finite space; infinite or huge spaces raise ``NotImplementedError``."""
         raise NotImplementedError(f"space {self.name!r} is not enumerable")
+
+    def decision_view(self) -> DecisionView | None:
+        """This space's genotypes as a fixed list of decisions (:mod:`workbench.space.decisions`:
+        what EDA, TPE and crossover work on), None for a space without one. Built once per space."""
+        if "_decision_view" not in self.__dict__:
+            from workbench.space.decisions import view_for
+
+            self.__dict__["_decision_view"] = view_for(self)
+        return self.__dict__["_decision_view"]
+
+    def crossover(self, a: Genotype, b: Genotype, rng: np.random.Generator, kind: str = "uniform") -> Genotype:
+        """A child of ``a`` and ``b``: uniform (``kind="uniform"``) or one-point (``"one-point"``)
+        crossover of their :meth:`decision_view` values, repaired to a valid genotype in the
+        space's own spelling (the settings outside the decisions, e.g. a ``macro``, are ``a``'s).
+        Spaces without a decision view override this or raise ``NotImplementedError``."""
+        view = self.decision_view()
+        if view is None:
+            raise NotImplementedError(f"space {self.name!r} offers no decisions to cross over")
+        return view.crossover(a, b, rng, kind)
 
     def check_space(self, g: Genotype) -> None:
         """Raise unless ``g`` names this space."""

@@ -1,4 +1,4 @@
-"""Regularized (aging) evolution, Real et al. 2019."""
+"""Regularized (aging) evolution, Real et al. 2019, with optional crossover and surrogate prescreening."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import numpy as np
 from workbench.errors import UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation, Proposal, Strategy, StrategySetup, WarmStart
+from workbench.strategy.base import ORIGIN_PRIOR, Observation, Proposal, Strategy, StrategySetup, WarmStart
 from workbench.strategy.pareto import crowding_distance, nondominated_sort, objective_matrix, parse_objectives
+from workbench.strategy.smac import SURROGATES, check_float, check_int
+
+CROSSOVER_KINDS = ("uniform", "one-point")
 
 
 class RegularizedEvolution(Strategy):
@@ -42,6 +45,19 @@ class RegularizedEvolution(Strategy):
         morph_steps: Most morphism steps per child.
         input_shape: The task's example shape; leaves out morphism sites that cannot preserve
             the function for it (see :mod:`workbench.space.morphs`).
+        crossover: Probability that a child is the crossover of two tournament winners
+            (:meth:`SearchSpace.crossover <workbench.space.base.SearchSpace.crossover>` on the
+            genotypes' decisions, repaired to a valid genotype; mutated once more when it repeats
+            a known architecture) instead of a mutation of one. 0: Real et al.'s mutation only.
+        crossover_kind: ``"uniform"`` (each decision from either parent) or ``"one-point"``.
+        prescreen: A surrogate that ranks candidate children so only the best is trained:
+            ``"rf"`` (a random forest, :class:`~workbench.strategy.smac.ForestSurrogate`) or
+            ``"gp"`` (the project's GP, :mod:`workbench.strategy.bo.model`). Each proposal
+            breeds ``prescreen_children`` children (each from its own tournaments) and proposes
+            the one with the largest expected improvement under the surrogate, fitted on every
+            successful observation so far. None: every child is trained (plain evolution).
+        prescreen_children: Candidate children per proposal with ``prescreen``.
+        prescreen_encoding: The encodings the surrogate reads (``"onehot"``, ``"onehot+path"``).
     """
 
     name = "evolution"
@@ -75,8 +91,29 @@ class RegularizedEvolution(Strategy):
         morph: bool = False,
         morph_steps: int = 1,
         input_shape: Sequence[int] | None = None,
+        crossover: float = 0.0,
+        crossover_kind: str = "uniform",
+        prescreen: str | None = None,
+        prescreen_children: int = 10,
+        prescreen_encoding: str = "onehot",
     ) -> None:
         super().__init__(space, seed)
+        self.crossover = check_float("evolution", "crossover", crossover, 0.0, 1.0)
+        if crossover_kind not in CROSSOVER_KINDS:
+            raise UserError(f"evolution crossover_kind must be one of {list(CROSSOVER_KINDS)}; got {crossover_kind!r}")
+        self.crossover_kind = crossover_kind
+        if self.crossover > 0 and space.decision_view() is None:
+            raise UserError(f"evolution crossover needs a space with decisions; {space.name!r} has none")
+        if prescreen is not None and prescreen not in SURROGATES:
+            raise UserError(f"evolution prescreen must be one of {list(SURROGATES)}; got {prescreen!r}")
+        self.prescreen = prescreen
+        self.prescreen_children = check_int("evolution", "prescreen_children", prescreen_children, 1)
+        self._screen_features = None
+        if prescreen is not None:
+            from workbench.strategy.smac import Features
+
+            self._screen_features = Features(space, prescreen_encoding)
+        self._screen_model: tuple[int, Any, float] | None = None
         self.morph = bool(morph)
         self.morph_steps = int(morph_steps)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
@@ -91,6 +128,8 @@ class RegularizedEvolution(Strategy):
             self.objectives = parse_objectives(objectives)
         except ValueError as exc:
             raise UserError(f"bad evolution objectives: {exc}") from None
+        if prescreen is not None and len(self.objectives) > 1:
+            raise UserError("evolution prescreen ranks children by one objective; it cannot take several")
 
     def _alive(self) -> list[Observation]:
         return self.history[-self.population :]
@@ -144,15 +183,17 @@ class RegularizedEvolution(Strategy):
             started = len(self.history) + len(pending) + len(out)
             if queued_prior and started < self.population:
                 g = queued_prior.pop(0)
+                origin = ORIGIN_PRIOR
             elif started < self.population or all(f is None for f in self._fitness(self._alive())):
                 g = self.fresh_sample(rng, taken)
+                origin = "random"
             else:
-                prop = self._child_proposal(rng, taken)
+                prop = self._screened_child(rng, taken) if self.prescreen else self._child_proposal(rng, taken)
                 taken.add(prop.genotype.key)
                 out.append(prop)
                 continue
             taken.add(g.key)
-            out.append(Proposal(g))
+            out.append(Proposal(g, origin=origin))
         return out
 
     def _winner(self, rng) -> Observation:
@@ -167,6 +208,10 @@ class RegularizedEvolution(Strategy):
     def _child_proposal(self, rng, taken: set[str]) -> Proposal:
         """A tournament winner's child: through morphisms (naming the winner's trial) or a mutation."""
         parent = self._winner(rng)
+        if self.crossover and rng.random() < self.crossover:
+            child = self._crossover_child(rng, taken, parent)
+            if child is not None:
+                return Proposal(child, origin="crossover")
         if self.morph and parent.trial_id is not None:
             from workbench.space.morphs import random_morphisms
 
@@ -177,8 +222,8 @@ class RegularizedEvolution(Strategy):
                     break
                 g, steps = found
                 if self.is_new(g, taken):
-                    return Proposal(g, parent_trial=parent.trial_id, morphisms=steps)
-        return Proposal(self._child(rng, taken, parent))
+                    return Proposal(g, parent_trial=parent.trial_id, morphisms=steps, origin="morphism")
+        return Proposal(self._child(rng, taken, parent), origin="mutation")
 
     def _child(self, rng, taken: set[str], parent: Observation | None = None) -> Genotype:
         if parent is None:
@@ -191,3 +236,52 @@ class RegularizedEvolution(Strategy):
         else:
             child = self.fresh_sample(rng, taken)
         return child
+
+    def _crossover_child(self, rng, taken: set[str], parent: Observation) -> Genotype | None:
+        """The crossover of ``parent`` and a second tournament winner (mutated once when it
+        repeats a known architecture, e.g. of identical parents); None when it still repeats."""
+        mate = self._winner(rng)
+        child = self.space.crossover(parent.genotype, mate.genotype, rng, self.crossover_kind)
+        if not self.is_new(child, taken):
+            child = self.space.mutate(child, rng)
+        return child if self.is_new(child, taken) else None
+
+    # -- prescreening ------------------------------------------------------------------------
+
+    def _screened_child(self, rng, taken: set[str]) -> Proposal:
+        """The best of ``prescreen_children`` distinct children by the surrogate's expected improvement."""
+        children: list[Proposal] = []
+        keys: set[str] = set()
+        for _ in range(self.prescreen_children):
+            prop = self._child_proposal(rng, taken | keys)
+            if prop.genotype.key not in keys and self.is_new(prop.genotype, taken):
+                children.append(prop)
+                keys.add(prop.genotype.key)
+        if len(children) <= 1:
+            return children[0] if children else self._child_proposal(rng, taken)
+        model = self._surrogate()
+        if model is None:
+            return children[0]
+        from workbench.strategy.smac import expected_improvement
+
+        surrogate, best = model
+        mean, var = surrogate.predict(self._screen_features([p.genotype for p in children]))
+        return children[int(np.argmax(expected_improvement(mean, var, best)))]
+
+    def _surrogate(self) -> tuple[Any, float] | None:
+        """The prescreening surrogate on every successful observation (refitted when the history
+        changed) and the best transformed target; None with fewer than 2 usable observations."""
+        if self._screen_model is not None and self._screen_model[0] == len(self.history):
+            return self._screen_model[1], self._screen_model[2]
+        from workbench.strategy.smac import make_surrogate, normal_scores
+
+        fitness = self._fitness(self.history)
+        used = [(o.genotype, f[0]) for o, f in zip(self.history, fitness) if f is not None]
+        if len(used) < 2:
+            return None
+        y = normal_scores(np.array([v for _, v in used]))
+        state = int(np.random.default_rng([self.seed, len(self.history), 7]).integers(2**31 - 1))
+        surrogate = make_surrogate(self.prescreen, self._screen_features, state)
+        surrogate.fit(self._screen_features([g for g, _ in used]), y)
+        self._screen_model = (len(self.history), surrogate, float(y.max()))
+        return surrogate, float(y.max())

@@ -14,6 +14,11 @@ from workbench.space.genotype import Genotype
 from workbench.space.morphs import morph_sites, random_morphisms
 from workbench.strategy.base import Observation, Proposal, Strategy, StrategySetup, WarmStart
 
+#: Upper bounds of the climb's options: beyond them an ask runs for hours, not the search.
+MAX_STEPS = 100
+MAX_START_SAMPLES = 10_000
+MAX_CHILDREN = 1000
+
 
 def size_of(g: Genotype) -> tuple[int, int]:
     """A size proxy for choosing a small start network: (total width + 8 per layer or node, spec length).
@@ -141,12 +146,17 @@ class HillClimb(Strategy):
         initial: int | None = None,
     ) -> None:
         super().__init__(space, seed)
-        if int(max_steps) < 1 or int(start_samples) < 1:
-            raise UserError(f"hillclimb needs max_steps >= 1 and start_samples >= 1; got {max_steps}, {start_samples}")
+        if not (1 <= int(max_steps) <= MAX_STEPS and 1 <= int(start_samples) <= MAX_START_SAMPLES):
+            raise UserError(
+                f"hillclimb needs 1 <= max_steps <= {MAX_STEPS} and 1 <= start_samples <= {MAX_START_SAMPLES}; "
+                f"got {max_steps}, {start_samples}"
+            )
         self.max_steps = int(max_steps)
-        self.parents = None if parents is None else max(1, int(parents))
-        if int(children) < 1:
-            raise UserError(f"hillclimb needs children >= 1; got {children}")
+        if parents is not None and int(parents) < 1:
+            raise UserError(f"hillclimb needs parents >= 1 (or none: every success); got {parents}")
+        self.parents = None if parents is None else int(parents)
+        if not 1 <= int(children) <= MAX_CHILDREN:
+            raise UserError(f"hillclimb needs 1 <= children <= {MAX_CHILDREN}; got {children}")
         self.children = int(children)
         if not float(margin) >= 0.0:
             raise UserError(f"hillclimb needs margin >= 0; got {margin}")

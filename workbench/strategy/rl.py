@@ -204,6 +204,13 @@ class _PreferencePolicy(nn.Module):
         return int(torch.multinomial(probs, 1, generator=gen))
 
 
+#: Upper bounds of the controller's sizes: beyond them memory or time runs out, not the search.
+MAX_HIDDEN = 4096
+MAX_PPO_EPOCHS = 1000
+MAX_RESAMPLE = 100_000
+MAX_CANDIDATES = 10_000
+
+
 class ReinforceController(Strategy):
     """An LSTM controller over the space's decisions, trained by policy gradient.
 
@@ -288,11 +295,13 @@ class ReinforceController(Strategy):
             "lr": lr > 0,
             "entropy_weight": entropy_weight >= 0,
             "baseline_decay": 0 <= baseline_decay < 1,
-            "hidden_size": int(hidden_size) >= 1,
-            "ppo_epochs": int(ppo_epochs) >= 1,
+            "hidden_size": 1 <= int(hidden_size) <= MAX_HIDDEN,
+            "ppo_epochs": 1 <= int(ppo_epochs) <= MAX_PPO_EPOCHS,
             "ppo_clip": ppo_clip > 0,
-            "resample": int(resample) >= 1,
-            "candidates": int(candidates) >= 2,
+            "tanh_constant": tanh_constant >= 0,
+            "max_grad_norm": max_grad_norm > 0,
+            "resample": 1 <= int(resample) <= MAX_RESAMPLE,
+            "candidates": 2 <= int(candidates) <= MAX_CANDIDATES,
             "elite": int(elite) >= 0,
             "elite_weight": elite_weight >= 0,
         }
@@ -305,6 +314,8 @@ class ReinforceController(Strategy):
                 "hidden_size": hidden_size,
                 "ppo_epochs": ppo_epochs,
                 "ppo_clip": ppo_clip,
+                "tanh_constant": tanh_constant,
+                "max_grad_norm": max_grad_norm,
                 "resample": resample,
                 "candidates": candidates,
                 "elite": elite,
@@ -313,8 +324,9 @@ class ReinforceController(Strategy):
             raise UserError(
                 "bad rl option(s): "
                 + ", ".join(f"{k}={given[k]!r}" for k in bad)
-                + " (lr, ppo_clip > 0; entropy_weight, elite, elite_weight >= 0; "
-                "0 <= baseline_decay < 1; hidden_size, ppo_epochs, resample >= 1; candidates >= 2)"
+                + " (lr, ppo_clip, max_grad_norm > 0; entropy_weight, tanh_constant, elite, elite_weight >= 0; "
+                f"0 <= baseline_decay < 1; 1 <= hidden_size <= {MAX_HIDDEN}; 1 <= ppo_epochs <= {MAX_PPO_EPOCHS}; "
+                f"1 <= resample <= {MAX_RESAMPLE}; 2 <= candidates <= {MAX_CANDIDATES})"
             )
         if batch_size is None:
             batch_size = 1 if algorithm == "reinforce" else 8

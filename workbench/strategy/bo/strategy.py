@@ -209,7 +209,7 @@ class BayesianOptimization(Strategy):
             return None
         bad = [type(s).__name__ for s in sources if not isinstance(s, WarmSource)]
         if bad:
-            raise UserError(f"bo sources must be WarmSource records; got {bad[0]}")
+            raise TypeError(f"bo sources must be WarmSource records; got {bad[0]}")
         if len(self.objectives) >= 2:
             for source in sources:
                 self.prior += source.best(2)
