@@ -201,6 +201,8 @@ def rank(args: argparse.Namespace) -> None:
 # -- 2. search comparison -------------------------------------------------------------------------
 SEARCHES = {
     "evolution": lambda a: ["--strategy", "evolution", "--budget", str(a.evo_budget)],
+    # from-scratch evolution training as many proposals as SPOS + evolution scores
+    "evolution-100": lambda a: ["--strategy", "evolution", "--budget", "100"],
     "darts": lambda a: ["--strategy", "darts", "--budget", "1"],
     "gdas": lambda a: ["--strategy", "gdas", "--budget", "1"],
     "spos+evolution": lambda a: [
@@ -270,7 +272,7 @@ def search(args: argparse.Namespace) -> None:
                 _save(path, {**data, "task": args.task, "settings": vars(args) | {"func": None}})
                 print(f"{method} seed {seed}: test {row['test_accuracy']:.4f} in {row['seconds']:.0f} s", flush=True)
     summary = {}
-    for method in methods:
+    for method in [m for m in SEARCHES if any(r["method"] == m for r in runs)]:
         rows = [r for r in runs if r["method"] == method]
         summary[method] = {
             "n": len(rows),
@@ -350,7 +352,7 @@ def main() -> None:
     s = sub.add_parser("search", help="DARTS, GDAS, SPOS + evolution against from-scratch evolution")
     s.add_argument("--task", default="digits-cell")
     s.add_argument("--seeds", type=int, default=5)
-    s.add_argument("--methods", default=",".join(SEARCHES))
+    s.add_argument("--methods", default="evolution,darts,gdas,spos+evolution", help=f"some of {', '.join(SEARCHES)}")
     s.add_argument("--evo-budget", type=int, default=20)
     s.add_argument("--oneshot-budget", type=int, default=100)
     s.add_argument("--time-limit", type=float, default=None)

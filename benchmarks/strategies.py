@@ -157,14 +157,20 @@ def summarize(results: list[dict], budget: int) -> dict:
             row["to_top1"] = float(np.median(hits))
             row["reached"] = sum(h <= budget for h in hits)
             row["ask_s"] = float(np.mean([r["ask_seconds"] for r in runs]))
-            row["last_ask_s"] = float(np.nanmean([r.get("last_ask_seconds", np.nan) for r in runs]))
-            row["last_ask_cpu"] = float(np.nanmean([r.get("last_ask_cpu_seconds", np.nan) for r in runs]))
+            row["last_ask_s"] = _mean([r.get("last_ask_seconds", np.nan) for r in runs])
+            row["last_ask_cpu"] = _mean([r.get("last_ask_cpu_seconds", np.nan) for r in runs])
             regret = np.array([[best_val - max(r["val"][: k + 1]) for k in range(len(r["val"]))] for r in runs])
             row["regret"] = np.median(regret, axis=0).tolist()
             row["by_seed"] = {r["seed"]: _final(r) for r in runs}
             out.setdefault(ds, {})[st] = row
         _add_ranks(out.get(ds, {}))
     return out
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of the finite values, NaN without any (Optuna's runs time no ask at the end)."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _final(run: dict) -> tuple[float, int]:
@@ -245,7 +251,7 @@ def render(summary: dict, budget: int) -> str:
     for st in names:
         cells = " | ".join(f"{summary[ds][st]['to_top1']:.1f}" if st in summary[ds] else "-" for ds in datasets)
         times = [
-            np.nanmean([summary[ds][st][key] for ds in datasets if st in summary[ds]])
+            _mean([summary[ds][st][key] for ds in datasets if st in summary[ds]])
             for key in ("last_ask_s", "last_ask_cpu")
         ]
         lines.append(f"| {st} | {cells} | " + " | ".join("-" if np.isnan(t) else f"{t:.3f}" for t in times) + " |")
@@ -267,17 +273,21 @@ def render(summary: dict, budget: int) -> str:
         lines.append("")
     # verdict lines for the issues' targets
     n = len(summary)
+    present = {st for rows in summary.values() for st in rows}
     lines += ["## Targets", ""]
-    thirds = [
+    thirds = [  # (a line is left out where a strategy it compares did not run)
         ds
         for ds, rows in summary.items()
         if "bo" in rows and "random" in rows and rows["bo"]["to_top1"] <= rows["random"]["to_top1"] / 3
     ]
-    lines.append(
-        f"- BO reaches the top 1% in at most a third of random's evaluations on {len(thirds)} of "
-        f"{n} datasets: {', '.join(thirds) or '-'}"
-    )
+    if {"bo", "random"} <= present:
+        lines.append(
+            f"- BO reaches the top 1% in at most a third of random's evaluations on {len(thirds)} of "
+            f"{n} datasets: {', '.join(thirds) or '-'}"
+        )
     for tpe in ("tpe", "optuna-tpe"):
+        if not {"bo", tpe} <= present:
+            continue
         above = [
             ds
             for ds, rows in summary.items()
@@ -287,16 +297,19 @@ def render(summary: dict, budget: int) -> str:
             f"- BO ends at or above {tpe}'s mean test accuracy on {len(above)} of {n}: {', '.join(above) or '-'}"
         )
     for st in ("eda", "qlearning"):
+        if not {st, "random"} <= present:
+            continue
         won = _fewer(summary, st, "random")
         lines.append(
             f"- {st} needs fewer evaluations than random to the top 1% on {len(won)} of {n} (target 6): "
             f"{', '.join(won) or '-'}"
         )
-    near = _fewer(summary, "smac", "bo", 1.5)
-    lines.append(
-        f"- smac needs at most 1.5x BO's evaluations to the top 1% on {len(near)} of {n} (target 6): "
-        f"{', '.join(near) or '-'}"
-    )
+    if {"smac", "bo"} <= present:
+        near = _fewer(summary, "smac", "bo", 1.5)
+        lines.append(
+            f"- smac needs at most 1.5x BO's evaluations to the top 1% on {len(near)} of {n} (target 6): "
+            f"{', '.join(near) or '-'}"
+        )
     slow = [summary[ds]["smac"]["last_ask_cpu"] for ds in summary if "smac" in summary[ds]]
     wall = [summary[ds]["smac"]["last_ask_s"] for ds in summary if "smac" in summary[ds]]
     if slow:
@@ -305,6 +318,8 @@ def render(summary: dict, budget: int) -> str:
             f"{max(slow):.3f} (target 0.1); wall-clock at most {max(wall):.3f}"
         )
     for hybrid in ("evolution-prescreen-gp", "evolution-prescreen-rf"):
+        if not {hybrid, "evolution"} <= present:
+            continue
         won = _fewer(summary, hybrid, "evolution")
         lines.append(
             f"- {hybrid} needs fewer evaluations than evolution on {len(won)} of {n} (target 6): {', '.join(won) or '-'}"
@@ -328,16 +343,24 @@ def plot(summary: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [st for st in STRATEGIES if any(st in rows for rows in summary.values())]
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))
-    styles = {st: ("--" if "-" in st else "-") for st in names}
+    # a colour per registered strategy, a line style per variant of it (random in black)
+    bases = list(dict.fromkeys(VARIANTS[st][0].replace("optuna-", "") for st in names if st != "random"))
+    colour = {
+        st: "black" if st == "random" else f"C{bases.index(VARIANTS[st][0].replace('optuna-', '')) % 10}"
+        for st in names
+    }
+    styles: dict[str, str] = {}
+    for st in names:
+        base = VARIANTS[st][0].replace("optuna-", "")
+        styles[st] = ("-", "--", ":", "-.")[sum(1 for o in styles if VARIANTS[o][0].replace("optuna-", "") == base) % 4]
     cols = min(4, len(summary))
     rows_n = int(np.ceil(len(summary) / cols))
     fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3.2 * rows_n), squeeze=False, sharex=True)
     for ax, (ds, rows) in zip(axes.flat, summary.items()):
-        for k, st in enumerate(names):
+        for st in names:
             if st in rows:
                 r = np.maximum(np.array(rows[st]["regret"]), 1e-4)
-                ax.plot(np.arange(1, len(r) + 1), r, styles[st], color=colours[k], label=st, lw=1.3)
+                ax.plot(np.arange(1, len(r) + 1), r, styles[st], color=colour[st], label=st, lw=1.3)
         ax.set_yscale("log")
         ax.set_title(ds)
         ax.set_xlabel("evaluations")
@@ -362,6 +385,9 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(LARGE))
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed .. seeds-1 (e.g. held-out seeds 20..39)"
+    )
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -393,7 +419,7 @@ def main() -> None:
         (st, ds, seed, args.budget)
         for st in strategies
         for ds in datasets
-        for seed in range(args.seeds)
+        for seed in range(args.first_seed, args.seeds)
         if (st, ds, seed) not in done
     ]
     # dataset by dataset (so a --deadline leaves complete comparisons), slow strategies first
@@ -416,14 +442,15 @@ def main() -> None:
         for r in _read_raw(raw)
         if r["strategy"] in strategies
         and r["dataset"] in datasets
-        and r["seed"] < args.seeds
+        and args.first_seed <= r["seed"] < args.seeds
         and len(r["val"]) == args.budget
     ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "strategies_raw.json").write_text(json.dumps(results))
     summary = summarize(results, args.budget)
-    text = render(summary, args.budget) + f"\n\n{finished} searches run in {wall:.0f} s on {args.jobs} processes.\n"
+    ran = f"{finished} searches run in {wall:.0f} s on {args.jobs} processes" if not args.summarize else "Summarised"
+    text = render(summary, args.budget) + f"\n\n{ran}; {len(results)} searches in the tables (from `{raw.name}`).\n"
     print(text)
     (out / "strategies.md").write_text(text)
     plot(summary, out)

@@ -233,14 +233,17 @@ def test_sigkill_during_darts_then_resume_continues_from_the_last_saved_epoch(ti
     while time.time() < deadline and proc.poll() is None:
         time.sleep(1.0)
         try:
-            store = open_store(uri)
+            store = open_store(uri, mode="read")
             (search,) = store.searches()
             (run,) = [t for t in store.trials(search.search_id) if t.tags.get(TAG_SUPERNET)]
             if len({s for s, _ in store.metric_history(run.trial_id, "supernet_train_loss")}) >= 3:
                 break
         except (ValueError, Exception):  # noqa: BLE001 - not created yet
             continue
-    assert proc.poll() is None, "the search ended before it could be killed"
+    if proc.poll() is not None:
+        _, err = proc.communicate()
+        tail = err.decode()[-2000:]
+        raise AssertionError(f"the search ended (exit {proc.returncode}) before it could be killed: {tail}")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = store.load_weights(run.trial_id)["epoch"]

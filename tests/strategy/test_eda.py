@@ -148,3 +148,13 @@ def test_warm_start_and_resume_replay_the_same_search():
     resume_search(parts, first.search_id, budget=9).run()
     keys = [t.genotype_key for t in whole.trials(full_id)]
     assert [t.genotype_key for t in parts.trials(first.search_id)] == keys
+
+
+@pytest.mark.parametrize("name", ["eda", "tpe"])
+def test_a_space_without_decisions_is_searched_at_random(name):
+    space = CellSpace()
+    space.__dict__["_decision_view"] = None  # as a plugin space without a decision view
+    s = make_strategy(name, space, seed=0)
+    obs = drive(s, convs, 15)
+    assert len({o.genotype.key for o in obs}) == 15
+    assert all(p.origin == "random" for p in s.ask(2))

@@ -122,7 +122,9 @@ def oneshot_phase(
     if not traits_of(evaluator).trained:
         raise UserError(f"{what} trains a supernet on the task's data; this task has none (a lookup table)")
     if scheduled:
-        raise UserError(f"{what} does not combine with --scheduler (its trials are not trained at fidelities)")
+        raise UserError(
+            f"{what} does not combine with --scheduler or --stop-early (its trials are not trained by epochs)"
+        )
     if relaxation is not None:
         settings = SupernetSettings.read(relaxation.method, relaxation.settings, where=what)
         return evaluator, OneShotPhase(space, evaluator, strategy, settings, None, None, seed)
@@ -157,7 +159,8 @@ class OneShotPhase:
         self.seed = int(seed)
         self.spec = spec or OneShotSpec()
         self.supernet_seconds = 0.0
-        self.supernet_id: str | None = None
+        self.supernet_id: str | None = None  # this search's supernet run, once trained or restored
+        self._retraining = False  # after(): the trials started now are retrained, not estimates
 
     # -- hooks the search calls ---------------------------------------------------------------
     def loop_trials(self, trials: Sequence[TrialRecord]) -> list[TrialRecord]:
@@ -172,8 +175,6 @@ class OneShotPhase:
             return dict(record), {}
         label = self.estimator.label
         return {**record, "full": False, "cost": 0.0, "estimator": label}, {TAG_ESTIMATOR: label}
-
-    _retraining = False
 
     def summary(self, records: Sequence[TrialRecord]) -> dict[str, float]:
         """The phase's part of the search summary."""

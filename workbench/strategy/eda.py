@@ -80,8 +80,8 @@ class EstimationOfDistribution(Strategy):
     Defaults: small generations (5, the best 2 selected) so that the model starts learning after
     5 evaluations and takes 19 steps in a budget of 100. Chosen on NAS-Bench-Graph (8 datasets,
     20 seeds, 100 evaluations): median evaluations to the top 1%, averaged over the datasets,
-    33 with these settings, 44 with generations of 10 and 3 selected, 43 with 20 and 4, against
-    69 for random search.
+    33 with these settings, 44 with generations of 10 and 3 selected, 43 with 20 and 4 (learning
+    rate 0.7), against 69 for random search; see ``benchmarks/results/strategies.md`` for held-out seeds.
     """
 
     name = "eda"
@@ -134,7 +134,10 @@ class EstimationOfDistribution(Strategy):
         return [p.copy() for p in self._initial]
 
     def probabilities(self) -> list[np.ndarray]:
-        """The current marginals (one array per decision), after every complete generation."""
+        """The current marginals (one array per decision), after every complete generation
+        (none for a space without a decision view)."""
+        if self.view is None:
+            return []
         generations = len(self.history) // self.population
         if self._model is not None and self._model[0] == generations:
             return self._model[1]
