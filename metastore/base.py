@@ -40,8 +40,14 @@ class Metastore(ABC):
         spec: Mapping[str, Any] | None = None,
         meta_features: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
+        name: str | None = None,
     ) -> str:
-        """Create the parent run of a search (and the task's experiment if needed); return its id."""
+        """Create the parent run of a search (and the task's experiment if needed); return its id.
+
+        ``name`` is the search's readable name (the MLflow run name); a ``{id}`` in it becomes
+        the first characters of the search's id (:func:`metastore.schema.search_name`); the store
+        makes one up from the strategy, task and seed when it is None.
+        """
 
     @abstractmethod
     def finish_search(
@@ -59,8 +65,13 @@ class Metastore(ABC):
         params: Mapping[str, Any] | None = None,
         parent_trial: str | None = None,
         tags: Mapping[str, str] | None = None,
+        label: str | None = None,
     ) -> str:
-        """Create a RUNNING child run under the search; return the trial id."""
+        """Create a RUNNING child run under the search; return the trial id.
+
+        The trial's readable name is ``t<number> <label>`` (``t03 conv5x64>dense64``; the store
+        hands out the number), ``trial-<number>`` without a label.
+        """
 
     @abstractmethod
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -73,6 +84,16 @@ class Metastore(ABC):
         """
         for step, metrics in points:
             self.log_metrics(trial_id, metrics, step=step)
+
+    def log_search_steps(self, search_id: str, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Log a search's own step series (``(step, metrics)``, step = trial number: its progress,
+        :data:`metastore.schema.PROGRESS_PREFIX`) in one write, so that several searches' progress
+        can be charted side by side; :meth:`metric_history` reads it back. A store that keeps no
+        series ignores it.
+
+        Raises:
+            NotFound: Unknown search.
+        """
 
     @abstractmethod
     def finish_trial(

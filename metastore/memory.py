@@ -44,6 +44,8 @@ class _Search:
     state: str = RUNNING
     summary: dict[str, float] = field(default_factory=dict)
     trial_ids: list[str] = field(default_factory=list)
+    name: str = ""
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,10 +111,12 @@ class MemoryStore(Metastore):
         spec: Mapping[str, Any] | None = None,
         meta_features: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
+        name: str | None = None,
     ) -> str:
         """Create a search; return its id."""
+        search_id = uuid.uuid4().hex
         record = _Search(
-            search_id=uuid.uuid4().hex,
+            search_id=search_id,
             task=str(task),
             strategy=str(strategy),
             space=str(space),
@@ -122,6 +126,7 @@ class MemoryStore(Metastore):
             meta_features={str(k): float(v) for k, v in (meta_features or {}).items()},
             tags=c.check_user_tags(tags),
             start_time=time.time(),
+            name=schema.search_name(str(name), search_id) if name else f"{strategy}-{task}-s{int(seed)}",
         )
         with self._state.lock:
             record.seq = next(self._state.counter)
@@ -162,8 +167,10 @@ class MemoryStore(Metastore):
         params: Mapping[str, Any] | None = None,
         parent_trial: str | None = None,
         tags: Mapping[str, str] | None = None,
+        label: str | None = None,
     ) -> str:
-        """Create a running trial numbered after the search's last one; return its id."""
+        """Create a running trial numbered after the search's last one; return its id (``label``:
+        its readable name after the number, which this store does not keep)."""
         user = c.check_user_tags(tags)
         with self._state.lock:
             search = self._search(search_id)
@@ -196,6 +203,14 @@ class MemoryStore(Metastore):
             for key, value in values.items():
                 trial.history.setdefault(key, []).append((int(step or 0), value))
                 trial.metrics[key] = value
+
+    def log_search_steps(self, search_id: str, points) -> None:
+        """Keep a search's step series (read back by :meth:`metric_history`)."""
+        with self._state.lock:
+            search = self._search(search_id)
+            for step, metrics in points:
+                for key, value in c.float_metrics(metrics).items():
+                    search.history.setdefault(key, []).append((int(step), value))
 
     def finish_trial(
         self,
@@ -323,8 +338,10 @@ class MemoryStore(Metastore):
         }
 
     def metric_history(self, trial_id: str, key: str) -> list[tuple[int, float]]:
-        """``(step, value)`` pairs logged for one metric of a trial (a test helper)."""
+        """``(step, value)`` pairs logged for one metric of a trial or search, in step order."""
         with self._state.lock:
+            if trial_id in self._state.searches:
+                return sorted(self._state.searches[trial_id].history.get(key, []), key=lambda p: p[0])
             return list(self._trial(trial_id).history.get(key, []))
 
     # -- internals -----------------------------------------------------------------------
@@ -367,6 +384,7 @@ class MemoryStore(Metastore):
             tags=dict(s.tags),
             n_trials=len(s.trial_ids),
             start_time=s.start_time,
+            name=s.name,
         )
 
     def _trial_record(self, t: _Trial) -> TrialRecord:

@@ -340,10 +340,11 @@ class MlflowRuns:
             objective=tags.get(schema.TAG_OBJECTIVE, ""),
             state=tags.get(schema.TAG_STATE, RUNNING),
             spec=spec,
-            summary=dict(run.data.metrics),
+            summary={k: v for k, v in run.data.metrics.items() if not k.startswith(schema.PROGRESS_PREFIX)},
             tags=c.user_tags(tags),
             n_trials=n_trials,
             start_time=(run.info.start_time or 0) / 1000.0,
+            name=run.info.run_name or "",
         )
 
     def _trial_record(self, run: Run) -> TrialRecord:

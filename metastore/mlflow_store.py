@@ -17,13 +17,16 @@ every tag and artifact name.
 Layout (tag names in :mod:`metastore.schema`):
     * Experiment (one per task), tagged ``mlflow.experimentKind=custom_model_development`` so
       the MLflow 3 UI opens on the runs table rather than the GenAI traces view.
-    * Search run, named ``{strategy}-{task}-s{seed}``: tags ``nasw.kind=search``,
+    * Search run, named as the search was (``digits·evolution·population=20·b30·3f2a9c``; ``{id}``
+      in a name is the start of the run id), else ``{strategy}-{task}-s{seed}``: tags ``nasw.kind=search``,
       ``nasw.strategy``, ``nasw.space``, ``nasw.seed``, ``nasw.objective``, ``nasw.state``,
       ``nasw.spec`` (the spec JSON, when under 8000 characters), ``nasw.meta.<name>`` (one per
-      meta-feature) and the user's tags; params: the scalar leaves of the spec (dotted keys,
-      values cut to 500 characters); artifacts ``spec.json`` and ``meta_features.json``; the
-      summary as metrics.
-    * Trial run, named ``trial-{number}``: tags ``mlflow.parentRunId`` (nests it under its search
+      meta-feature), ``mlflow.runColor`` (its colour in the UI's charts) and the user's tags;
+      params: the scalar leaves of the spec (dotted keys, values cut to 500 characters);
+      artifacts ``spec.json`` and ``meta_features.json``; the ``progress/*`` step series (step =
+      trial number, :meth:`MlflowStore.log_search_steps`) and the summary as metrics.
+    * Trial run, named ``t{number:02d} {label}`` (the short genotype; ``trial-{number}`` without
+      one): tags ``mlflow.parentRunId`` (nests it under its search
       in the UI), ``nasw.kind=trial``, ``nasw.search``, ``nasw.number`` (0-based start order),
       ``nasw.genotype_key``, ``nasw.genotype`` (the genotype JSON, when under 8000 characters),
       ``nasw.state``, ``nasw.parent_trial``, ``nasw.reason``; params: the given params;
@@ -107,6 +110,7 @@ class MlflowStore(MlflowRuns, Metastore):
         spec: Mapping[str, Any] | None = None,
         meta_features: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
+        name: str | None = None,
     ) -> str:
         """Create the search's parent run (and the task's experiment if needed); return its id."""
         user = c.check_user_tags(tags)
@@ -132,16 +136,39 @@ class MlflowStore(MlflowRuns, Metastore):
             experiment_id,
             start_time=self._now_ms(),
             tags=run_tags,
-            run_name=f"{strategy}-{task}-s{int(seed)}",
+            run_name=c.truncate(str(name).replace(schema.NAME_ID, ""), 250)
+            if name
+            else f"{strategy}-{task}-s{int(seed)}",
         )
         search_id = run.info.run_id
+        if name and schema.NAME_ID in str(name):
+            final = c.truncate(schema.search_name(str(name), search_id), 250)
+            self._call("name the search", self._client.update_run, search_id, name=final)
         with self._lock:
             self._search_experiment[search_id] = experiment_id
             self._next_number[search_id] = 0
-        self._log_batch(search_id, params=c.param_items(c.flat_scalars(spec)))
+        self._log_batch(
+            search_id,
+            params=c.param_items(c.flat_scalars(spec)),
+            tags={schema.MLFLOW_RUN_COLOR_TAG: self._new_color(experiment_id, search_id)},
+        )
         self._call("log spec.json", self._client.log_text, search_id, spec_text, schema.SPEC_ARTIFACT)
         self._call("log meta_features.json", self._client.log_text, search_id, c.spec_json(meta), schema.META_ARTIFACT)
         return search_id
+
+    def _new_color(self, experiment_id: str, search_id: str) -> str:
+        """A colour for a new search in the UI's charts: one the task's latest searches do not have."""
+        page = self._call(
+            "search runs",
+            self._client.search_runs,
+            [experiment_id],
+            filter_string=f"tags.`{schema.TAG_KIND}` = '{schema.KIND_SEARCH}'",
+            max_results=len(schema.RUN_COLORS),
+            order_by=["attributes.start_time DESC"],
+        )
+        used = [r.data.tags.get(schema.MLFLOW_RUN_COLOR_TAG) for r in page if r.info.run_id != search_id]
+        free = [color for color in schema.RUN_COLORS if color not in used]
+        return free[0] if free else schema.RUN_COLORS[len(page) % len(schema.RUN_COLORS)]
 
     def finish_search(
         self, search_id: str, *, state: str = FINISHED, summary: Mapping[str, float] | None = None
@@ -172,8 +199,9 @@ class MlflowStore(MlflowRuns, Metastore):
         params: Mapping[str, Any] | None = None,
         parent_trial: str | None = None,
         tags: Mapping[str, str] | None = None,
+        label: str | None = None,
     ) -> str:
-        """Create a RUNNING child run under the search; return the trial id."""
+        """Create a RUNNING child run under the search, named ``t<number> <label>``; return its id."""
         user = c.check_user_tags(tags)
         experiment_id = self._experiment_of_search(search_id)
         number = self._take_number(search_id)
@@ -197,7 +225,7 @@ class MlflowStore(MlflowRuns, Metastore):
             experiment_id,
             start_time=self._now_ms(),
             tags=run_tags,
-            run_name=f"trial-{number}",
+            run_name=trial_run_name(number, label),
         )
         trial_id = run.info.run_id
         self._log_batch(trial_id, params=c.param_items(params))
@@ -239,6 +267,17 @@ class MlflowStore(MlflowRuns, Metastore):
                 for k, v in c.float_metrics(metrics).items()
             ],
         )
+
+    def log_search_steps(self, search_id: str, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Log a search's step series (its progress per trial) on the parent run in one batch."""
+        from mlflow.entities import Metric
+
+        if not points:
+            return
+        self._experiment_of_search(search_id)  # unknown ids raise NotFound (cached after the first)
+        now = self._now_ms()
+        metrics = [Metric(k, v, now, int(step)) for step, values in points for k, v in c.float_metrics(values).items()]
+        self._log_batch(search_id, metrics=metrics)
 
     def finish_trial(
         self,
@@ -514,3 +553,14 @@ class MlflowStore(MlflowRuns, Metastore):
                 )
         rows.sort(key=lambda r: (r[0], r[1]))
         return c.group_histories(rows, search_task, search_order, meta_by_search)
+
+
+def trial_run_name(number: int, label: str | None) -> str:
+    """A trial's MLflow run name: ``t03 conv5x64>dense64`` (the label cut to keep it readable in
+    the UI's runs table), ``trial-3`` without a label."""
+    if not label:
+        return f"trial-{number}"
+    text = " ".join(str(label).split())
+    if len(text) > schema.TRIAL_LABEL_CHARS:
+        text = text[: schema.TRIAL_LABEL_CHARS - 1].rstrip() + "…"
+    return f"t{number:02d} {text}"

@@ -30,6 +30,7 @@ class SearchRecord:
         tags: Free string tags (warm-start sources, ...).
         n_trials: Number of trials recorded so far.
         start_time: Seconds since the epoch.
+        name: Its readable name (the MLflow run name; ``""`` when unknown).
     """
 
     search_id: str
@@ -44,6 +45,7 @@ class SearchRecord:
     tags: dict[str, str] = field(default_factory=dict)
     n_trials: int = 0
     start_time: float = 0.0
+    name: str = ""
 
 
 @dataclass(frozen=True)

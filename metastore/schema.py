@@ -6,7 +6,8 @@ in any other module). Pure constants and parsers: no MLflow, importable from eve
 Search runs (MLflow parent runs):
     ``nasw.kind=search``, ``nasw.strategy``, ``nasw.space``, ``nasw.seed``, ``nasw.objective``,
     ``nasw.state``, ``nasw.spec`` (the spec JSON, when it fits in a tag; always ``spec.json``),
-    ``nasw.meta.<name>`` (meta-features); warm starts add ``nasw.warm_start`` (mode),
+    ``nasw.meta.<name>`` (meta-features); the step series ``progress/*`` (step = trial number:
+    best so far, each trial's objective and seconds, see PROGRESS_*); warm starts add ``nasw.warm_start`` (mode),
     ``source_weights`` (JSON ``task -> weight`` at the start, then ``task -> [weight after each
     trial]``) and ``nasw.source_weights_by``; multi-objective searches ``nasw.pareto_size`` and
     the ``pareto_front.json`` artifact; ``nasw.note.<what>`` notes.
@@ -17,7 +18,8 @@ Trial runs (children of their search):
     :func:`fidelity_record`), ``nasw.morphisms`` (JSON steps from the parent),
     ``nasw.promoted_from``, ``nasw.stopped_early`` (the rule) with ``nasw.<rule>.decision`` and
     ``nasw.<rule>.details`` (:func:`rule_tag`), ``nasw.heartbeat``
-    (``host:pid:time`` while running), ``nasw.note.<what>`` notes; weights under ``weights/``;
+    (``host:pid:time`` while running), ``nasw.rerun_of`` (the interrupted trial a resumed search
+    re-ran), ``nasw.note.<what>`` notes; weights under ``weights/``;
     a trial scored by a one-shot estimator has ``nasw.estimator`` (and a ``nasw.fidelity`` with
     ``"full": false``).
 Supernet runs (children of a one-shot search, not trials of its loop):
@@ -77,6 +79,7 @@ TAG_ORIGIN = "nasw.origin"  # where the trial's proposal came from (prior, trans
 TAG_PROMOTED_FROM = "nasw.promoted_from"  # a scheduler's promotion that retrains from scratch
 TAG_STOPPED_EARLY = "nasw.stopped_early"  # the rule that stopped the trial ("lc")
 TAG_HEARTBEAT = "nasw.heartbeat"  # host:pid:time, refreshed while a trial runs
+TAG_RERUN_OF = "nasw.rerun_of"  # on a trial: the interrupted trial it re-runs (resume; same architecture)
 TAG_WARM_START = "nasw.warm_start"  # the warm-start mode of a search (auto / tasks)
 TAG_SOURCE_WEIGHTS = "source_weights"  # JSON: task -> weight, then task -> [weight after each trial]
 TAG_SOURCE_WEIGHTS_BY = "nasw.source_weights_by"  # who weighed the sources
@@ -118,6 +121,9 @@ def rule_tag(rule: str, what: str) -> str:
 MLFLOW_PREFIX = "mlflow."  # MLflow's system tags; callers may not set them either
 MLFLOW_PARENT_RUN_TAG = "mlflow.parentRunId"  # on a trial: its search (nests it in the UI)
 MLFLOW_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # on a task's experiment
+MLFLOW_RUN_COLOR_TAG = "mlflow.runColor"  # on a search: its colour in the UI's charts (RUN_COLORS)
+#: Colours of searches in the UI's charts (picked by the search's id), distinct side by side.
+RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 MLFLOW_EXPERIMENT_KIND = "custom_model_development"  # the MLflow 3 UI opens on the runs table
 
 
@@ -131,8 +137,34 @@ OP_WEIGHTS_PLOT = "op_weights.png"  # ... and their evolution as a plot (also on
 WEIGHTS_DIR = "weights"
 WEIGHTS_FILE = "model.pt"
 
+# -- metrics ------------------------------------------------------------------------------------
+# A search's progress, logged on its parent run with step = trial number (Metastore.log_search_steps),
+# so that the MLflow UI charts several searches' progress side by side (its "progress" section).
+PROGRESS_PREFIX = "progress/"
+PROGRESS_BEST = "progress/best_objective"  # best objective so far (full-fidelity trials first)
+PROGRESS_OBJECTIVE = "progress/trial_objective"  # this trial's objective (absent for a failed trial)
+PROGRESS_SECONDS = "progress/trial_seconds"  # this trial's training seconds
+PROGRESS_TOTAL_SECONDS = "progress/total_seconds"  # training seconds of the search so far
+PROGRESS_COMPUTE = "progress/compute"  # full-training equivalents so far (searches with fidelities)
+PROGRESS_SOURCE_WEIGHT = "progress/source_weight/"  # + source task: a warm start's trust after this trial
+TRIAL_LABEL_CHARS = 60  # a trial's run name: t<number> and at most this much of its short genotype
+
 # -- params -------------------------------------------------------------------------------------
 FIDELITY_PARAM_PREFIX = "fidelity."  # a trial's fidelity fields as params fidelity.<field>
+
+
+# -- reasons ---------------------------------------------------------------------------------------
+REASON_INTERRUPTED = "interrupted"  # how the reason of a trial an interruption stopped starts (re-run on resume)
+
+# -- names ----------------------------------------------------------------------------------------
+NAME_ID = "{id}"  # in a search's name: replaced by the start of its id (a prefix `nasw show` accepts)
+NAME_ID_CHARS = 6
+
+
+def search_name(name: str, search_id: str) -> str:
+    """A search's run name: ``name`` with :data:`NAME_ID` replaced by the first
+    :data:`NAME_ID_CHARS` characters of its id (``digits·evolution·population=20·3f2a9c``)."""
+    return name.replace(NAME_ID, search_id[:NAME_ID_CHARS])
 
 
 # -- parsers ------------------------------------------------------------------------------------

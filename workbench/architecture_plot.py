@@ -292,10 +292,10 @@ def plot_architecture(
     it); DAGs as their graph; cells as the cell's graph beside the stacked skeleton. Shapes come
     from a forward pass of the network built for ``input_shape`` (omitted without it). Joint
     genotypes are drawn by their architecture, with the hyperparameters in the title; other
-    spaces (tabular benchmarks) as their genotype text.
+    spaces (tabular benchmarks) are not drawn.
 
     Returns:
-        The PNG path.
+        The PNG path; None for a space without a drawing.
     """
     from workbench.space.genotype import Genotype
 
@@ -318,16 +318,7 @@ def plot_architecture(
     elif g.space.startswith("cell-"):
         fig = _cell_figure(plt, g, input_shape, n_classes)
     else:
-        import json
-        import textwrap
-
-        text = json.dumps(g.value, indent=1)
-        lines = [w for line in text.splitlines() for w in textwrap.wrap(line, 90) or [""]][:40]
-        fig, ax = plt.subplots(figsize=(7, 0.22 * len(lines) + 1.0))
-        ax.text(
-            0.01, 0.99, "\n".join(lines), ha="left", va="top", family="monospace", fontsize=8, transform=ax.transAxes
-        )
-        ax.axis("off")
+        return None  # a table lookup's genotype has no drawing: its JSON is no picture
     fig.suptitle(title or f"best architecture ({g.space})", fontsize=10)
     if subtitle:
         fig.text(0.5, 0.01, subtitle, ha="center", fontsize=8)

@@ -22,10 +22,20 @@ def pyplot():
     return plt
 
 
+def legend_outside(ax: Any, **kwargs: Any) -> None:
+    """The legend below the axes, in one row: never over a point (the worst trials included)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ncol = min(len(handles), kwargs.pop("ncol", 4))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False, fontsize=8, **kwargs)
+
+
 def plot_progress(
     records: Sequence[TrialRecord], objective: str, title: str = "", path: str | None = None
 ) -> str | None:
-    """Objective of every finished trial and the best so far, by trial number; returns the PNG path."""
+    """Objective of every finished trial and the best so far, by trial number; returns the PNG path.
+
+    (The report draws :func:`plot_best_so_far`, which holds this and the same against time.)"""
     pts = [(r.number, r.metrics[objective]) for r in records if r.state == "finished" and objective in r.metrics]
     if not pts:
         return None
@@ -44,12 +54,9 @@ def plot_progress(
     ax.set_xlabel("trial")
     ax.set_ylabel(objective)
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    legend_outside(ax)
     fig.tight_layout()
-    out = Path(path) if path else Path(tempfile.mkdtemp(prefix="nasw-plot-")) / "progress.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return str(out)
+    return save_png(fig, out_path(path, "progress.png"))
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -59,7 +66,7 @@ def out_path(path: str | None, name: str) -> Path:
 
 def save_png(fig, out: Path) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, bbox_inches="tight")  # a legend outside the axes stays in the picture
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -101,7 +108,8 @@ def plot_best_so_far(
     path: str | None = None,
     start_time: float | None = None,
 ) -> str | None:
-    """Best objective so far against trials (left) and against wall-clock time (right).
+    """Best objective so far against trials (left, with every trial's objective and the failed
+    trials) and against wall-clock time (right).
 
     Args:
         records: The search's trials.
@@ -122,9 +130,12 @@ def plot_best_so_far(
     ys = [r.metrics[objective] for r in done]
     ax1.scatter(xs, ys, s=14, alpha=0.5, label="trial")
     ax1.step(xs, best_so_far(ys), where="post", color="C1", label="best so far")
+    failed = [r.number for r in records if r.state == "failed"]
+    if failed:
+        ax1.scatter(failed, [min(ys)] * len(failed), marker="x", color="C3", label="failed")
     ax1.set_xlabel("trial")
     ax1.set_ylabel(objective)
-    ax1.legend(loc="lower right")
+    legend_outside(ax1)
     _integer_ticks(ax1)
     t0 = start_time or min(r.start_time for r in records if r.start_time) or 0.0
     timed = sorted((r for r in done if r.end_time), key=lambda r: r.end_time)
@@ -157,9 +168,10 @@ def plot_learning_curves(
         metric: Metric name for the axis.
 
     Returns:
-        The PNG path, or None when no curve has a point.
+        The PNG path, or None when no curve has two points (a table lookup's "curve" is one
+        dot: nothing to draw).
     """
-    curves = {k: dedupe_steps(v) for k, v in curves.items() if v}
+    curves = {k: pts for k, v in curves.items() if v and len(pts := dedupe_steps(v)) > 1}
     if not curves:
         return None
     plt = pyplot()
@@ -171,7 +183,7 @@ def plot_learning_curves(
     _integer_ticks(ax)
     ax.set_ylabel(metric)
     ax.set_title(title or f"learning curves ({metric})")
-    ax.legend(loc="lower right", fontsize=8)
+    legend_outside(ax, ncol=3)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_png(fig, out_path(path, "learning_curves.png"))
@@ -190,7 +202,7 @@ def plot_pareto(
 
     Args:
         points: `n x m` raw objective values (not sign-flipped), ``m >= 2``.
-        names: Objective names with direction, e.g. ``["val_accuracy (max)", "params (min)"]``.
+        names: Objective names with direction, e.g. ``["val_accuracy (maximised)", "params (minimised)"]``.
         front: Indices of the non-dominated points.
         labels: Optional text per point (trial numbers), shown next to front points.
 
@@ -218,6 +230,31 @@ def plot_pareto(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_png(fig, out_path(path, "pareto_front.png"))
+
+
+#: How an axis says which way an objective goes ("min" reads as minutes).
+DIRECTION_WORDS = {"min": "minimised", "max": "maximised"}
+
+
+def plot_search_pareto(
+    trials: Sequence[TrialRecord], objectives: Sequence[str], title: str = "", path: str | None = None
+) -> str | None:
+    """The Pareto front of a search's finished trials over its ``objectives`` (``-params`` is
+    minimised), axes labelled ``params (minimised)``; None when no trial has them all."""
+    from workbench.strategy.pareto import objective_matrix, pareto_front, parse_objectives
+
+    specs = parse_objectives(list(objectives))
+    done = [t for t in trials if t.state == "finished"]
+    values, ok = objective_matrix([t.metrics for t in done], specs)
+    rows = [i for i in range(len(done)) if ok[i]]
+    if not rows:
+        return None
+    oriented = values[rows]
+    raw = [[o.sign * v for o, v in zip(specs, row)] for row in oriented]
+    front = [int(i) for i in pareto_front(oriented)]
+    names = [f"{o.key} ({DIRECTION_WORDS.get(o.direction, o.direction)})" for o in specs]
+    labels = [f"#{done[i].number}" for i in rows]
+    return plot_pareto(raw, names, front, labels, title=title, path=path)
 
 
 # -- source weights of a warm start -----------------------------------------------------------
@@ -279,7 +316,7 @@ def plot_compare(
     _integer_ticks(ax)
     ax.set_ylabel(f"best {objective} so far")
     ax.set_title(title or f"best {objective} so far")
-    ax.legend(loc="lower right", fontsize=8)
+    legend_outside(ax, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_png(fig, out_path(path, "compare.png"))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from metastore import Metastore, SearchRecord, TrialRecord
-from metastore.schema import TAG_FIDELITY, TAG_SOURCE_WEIGHTS, is_full_fidelity
+from metastore.schema import REASON_INTERRUPTED, TAG_FIDELITY, TAG_SOURCE_WEIGHTS, is_full_fidelity
 from workbench.errors import UserError
 from workbench.space.registry import describe_json
 
@@ -33,8 +33,7 @@ _log = logging.getLogger(__name__)
 
 #: Plot files of a search, in report order: name -> caption.
 PLOTS: dict[str, str] = {
-    "best_so_far": "Best value so far, against trials and against wall-clock time",
-    "progress": "Objective of every trial",
+    "best_so_far": "Every trial's objective and the best so far, against trials and against wall-clock time",
     "learning_curves": "Learning curves of the top trials",
     "pareto_front": "Pareto front of the search's objectives",
     "architecture": "The best architecture",
@@ -78,7 +77,13 @@ class SearchSummary:
 
     @property
     def n_failed(self) -> int:
-        return sum(1 for t in self.trials if t.state == "failed")
+        """Failed trials (interrupted ones are counted by :attr:`n_interrupted`)."""
+        return sum(1 for t in self.trials if t.state == "failed") - self.n_interrupted
+
+    @property
+    def n_interrupted(self) -> int:
+        """Trials an interruption stopped (a resumed search re-runs them; they do not count)."""
+        return sum(1 for t in self.trials if t.state == "failed" and (t.reason or "").startswith(REASON_INTERRUPTED))
 
     def best_value(self, metric: str) -> float | None:
         """``metric`` of the best trial (by the objective)."""
@@ -237,31 +242,18 @@ def render_plots(summary: SearchSummary, folder: str | Path) -> dict[str, Path]:
     rec = summary.record
     title = f"{rec.task}: {rec.strategy} (seed {rec.seed})"
 
-    def pareto(path: str) -> str | None:
-        from workbench.strategy.pareto import objective_matrix, pareto_front, parse_objectives
-
-        specs = parse_objectives(summary.objectives)
-        done = [t for t in summary.trials if t.state == "finished"]
-        values, ok = objective_matrix([t.metrics for t in done], specs)
-        rows = [i for i in range(len(done)) if ok[i]]
-        if not rows:
-            return None
-        oriented = values[rows]
-        raw = [[o.sign * v for o, v in zip(specs, row)] for row in oriented]
-        front = [int(i) for i in pareto_front(oriented)]
-        names = [f"{o.key} ({o.direction})" for o in specs]
-        labels = [f"#{done[i].number}" for i in rows]
-        return plots.plot_pareto(raw, names, front, labels, title=f"Pareto front: {title}", path=path)
-
     makers = {
         "best_so_far": lambda p: plots.plot_best_so_far(
             summary.trials, summary.objective, title=title, path=p, start_time=rec.start_time or None
         ),
-        "progress": lambda p: plots.plot_progress(summary.trials, summary.objective, title=title, path=p),
         "learning_curves": lambda p: plots.plot_learning_curves(
             summary.curves, "val_accuracy", title=f"learning curves of the top trials: {rec.task}", path=p
         ),
-        "pareto_front": lambda p: pareto(p) if summary.objectives else None,
+        "pareto_front": lambda p: (
+            plots.plot_search_pareto(summary.trials, summary.objectives, title=f"Pareto front: {title}", path=p)
+            if summary.objectives
+            else None
+        ),
         "architecture": lambda p: (
             None
             if summary.best is None
@@ -314,7 +306,16 @@ def _esc(value: Any) -> str:
 
 
 def _num(value: Any, digits: int = 4) -> str:
-    return "-" if not _finite(value) else f"{value:.{digits}f}"
+    """A number for people: whole numbers as integers (``epochs 30``), small ones with
+    significant digits (``latency 0.000231``), others with ``digits`` decimals."""
+    if not _finite(value):
+        return "-"
+    value = float(value)
+    if value.is_integer() and abs(value) < 1e15:
+        return f"{int(value)}"
+    if abs(value) < 0.1:
+        return f"{value:.{max(digits - 1, 1)}g}"
+    return f"{value:.{digits}f}"
 
 
 def _duration(seconds: float | None) -> str:
@@ -337,6 +338,7 @@ def render_html(summary: SearchSummary, plot_files: Mapping[str, Path]) -> str:
     rec = summary.record
     obj, rep = summary.objective, summary.report_metric
     best = summary.best
+    interrupted = f", {summary.n_interrupted} interrupted and re-run" if summary.n_interrupted else ""
     rows = [
         ("search", rec.search_id),
         ("task", rec.task),
@@ -346,7 +348,7 @@ def render_html(summary: SearchSummary, plot_files: Mapping[str, Path]) -> str:
         ("state", rec.state),
         ("warm start", summary.warm_start),
         ("budget", "-" if summary.budget is None else summary.budget),
-        ("trials", f"{len(summary.trials)} ({summary.n_failed} failed)"),
+        ("trials", f"{len(summary.trials) - summary.n_interrupted} ({summary.n_failed} failed{interrupted})"),
         (f"best {obj}", _num(summary.best_value(obj))),
         (f"best {rep}", _num(summary.best_value(rep))),
         ("best trial", "-" if best is None else f"#{best.number} ({best.trial_id})"),

@@ -44,14 +44,14 @@ def test_search_ls_show_on_default_sqlite_store(workdir, capsys):
     with pytest.MonkeyPatch.context() as mp:  # an 80-column terminal keeps the number and the trial id
         mp.setenv("COLUMNS", "80")
         code, out, _ = nasw(["show", result["search_id"]], capsys)
-    rows = [line for line in out.splitlines() if shown["trials"][0]["trial_id"][:10] in line]
-    assert code == 0 and len(rows) == 1 and rows[0].split()[0] == "0", out
+    rows = [line for line in out.splitlines() if shown["trials"][0]["trial_id"][:8] in line]
+    assert code == 0 and len(rows) == 1 and rows[0].lstrip("* ").split()[0] == "0", out
     assert max(len(line) for line in out.splitlines()) <= 80
-    with pytest.MonkeyPatch.context() as mp:  # ls too: id, strategy and values whole, only the task name wraps
+    with pytest.MonkeyPatch.context() as mp:  # ls too: id, strategy and values whole, only the task name gives way
         mp.setenv("COLUMNS", "80")
         code, out, _ = nasw(["ls"], capsys)
-    (row,) = [line for line in out.splitlines() if result["search_id"][:8] in line]
-    assert code == 0 and row.split()[2:6] == ["evolution", "0", "finished", "3"], out
+    (row,) = [line for line in out.splitlines() if line.startswith(result["search_id"][:8])]
+    assert code == 0 and row.split()[2:5] == ["evolution", "finished", "3"], out
     assert f"{result['best']['metrics']['val_accuracy']:.4f}" in row
     assert max(len(line) for line in out.splitlines()) <= 80
 
@@ -77,6 +77,7 @@ def test_resume_continues_to_the_new_budget(workdir, capsys):
 
 def test_resume_marks_stale_running_trials_failed(workdir, capsys):
     from metastore import open_store
+    from metastore.schema import TAG_RERUN_OF
 
     code, out, _ = nasw(["search", "--task", "tiny.toml", "--strategy", "random", "--budget", 1, "--json"], capsys)
     sid = json.loads(out)["search_id"]
@@ -86,8 +87,11 @@ def test_resume_marks_stale_running_trials_failed(workdir, capsys):
     code, out, err = nasw(["resume", sid, "--budget", 3, "--json"], capsys)
     assert code == 0, err
     trials = open_store().trials(sid)
-    assert [t.state for t in trials] == ["finished", "failed", "finished"]
+    assert [t.state for t in trials] == ["finished", "failed", "finished", "finished"]
     assert "interrupted" in trials[1].reason
+    # the interrupted trial does not count against the budget: its architecture is re-run first
+    assert trials[2].tags[TAG_RERUN_OF] == trials[1].trial_id and trials[2].genotype_key == g.genotype_key
+    assert json.loads(out)["n_trials"] == 3
 
 
 def test_tasks_lists_shipped_tasks(capsys):
@@ -98,9 +102,11 @@ def test_tasks_lists_shipped_tasks(capsys):
 def test_tasks_table_keeps_every_column_in_an_80_column_terminal(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = nasw(["tasks"], capsys)
-    row = next(line for line in out.splitlines() if line.startswith("│ digits "))
+    row = next(line for line in out.splitlines() if line.startswith("digits "))
     assert code == 0 and all(w in row for w in ("trained", "chain", "val_accuracy"))
     assert max(len(line) for line in out.splitlines()) <= 80
+    names = [line.split()[0] for line in out.splitlines()[2:] if line.strip()]
+    assert len(names) == len(set(names)) and "digits-cell" in names  # one line per task
 
 
 @pytest.mark.parametrize(

@@ -137,7 +137,6 @@ def test_search_attaches_every_plot_and_the_report(searched):
     names = {a.path for a in client.list_artifacts(searched["first"], "plots")}
     assert {
         "plots/best_so_far.png",
-        "plots/progress.png",
         "plots/learning_curves.png",
         "plots/architecture.png",
         "plots/pareto_front.png",
@@ -168,7 +167,7 @@ def test_report_is_self_contained_html_with_tables_and_plots(in_root, searched):
     assert fields["objectives"] == "val_accuracy, -params"
     assert trials[0][:3] == ["#", "trial", "state"] and len(trials) == 1 + N_TRIALS
     assert [row[0] for row in trials[1:]] == [str(i) for i in range(N_TRIALS)]
-    assert len(page.images) >= 5
+    assert len(page.images) >= 4  # best so far, learning curves, Pareto front, architecture
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         check_png(base64.b64decode(src.split(",", 1)[1]))
@@ -276,7 +275,8 @@ def test_source_weights_and_plots_from_a_memory_store(tmp_path):
     assert summary.warm_start == "digits,mnist1d"
     assert sorted(summary.source_weights) == ["digits", "mnist1d"] and len(summary.source_weights["digits"]) == 4
     files = render_plots(summary, tmp_path)
-    assert {"best_so_far", "progress", "learning_curves", "architecture", "source_weights"} <= set(files)
+    assert {"best_so_far", "learning_curves", "architecture", "source_weights"} <= set(files)
+    assert "progress" not in files  # best_so_far holds it (issue 21: no duplicate plot)
     for path in files.values():
         check_png(path.read_bytes())
     html = render_html(summary, files)

@@ -440,7 +440,7 @@ def test_ls_keeps_its_columns_at_80_with_a_22_digit_seed(tmp_path, capsys, monke
     monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = nasw(["ls", "--store", uri], capsys)
     assert code == 0
-    (row,) = [line for line in out.splitlines() if "evolution" in line]
+    (row,) = [line for line in out.splitlines() if "evolution" in line and not line.startswith(" ")]  # not its name
     assert row.split()[1:3] == ["tiny-digits", "evolution"], out
     assert max(len(line) for line in out.splitlines()) <= 80
     code, out, _ = nasw(["ls", "--store", uri, "--format", "json"], capsys)

@@ -6,7 +6,7 @@ stays fast. User mistakes print one ``error: ...`` line and exit with code 2 (:f
 Modules: :mod:`~workbench.cli.app` (the group, the entry point, shared helpers), then one per
 concept of commands: :mod:`~workbench.cli.running` (``search``, ``resume``),
 :mod:`~workbench.cli.browse` (``ls``, ``show``, ``lineage``, ``ui``), :mod:`~workbench.cli.reports`
-(``compare``, ``export``, ``report``) and :mod:`~workbench.cli.tasks` (``tasks``, ``task init``).
+(``compare``, ``export``, ``report``) and :mod:`~workbench.cli.tasks` (``tasks``, ``task init``, ``strategies``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from workbench.cli.app import cli, main
 from workbench.cli.browse import lineage_cmd, ls_cmd, show_cmd, ui_cmd
 from workbench.cli.reports import compare_cmd, export_cmd, report_cmd
 from workbench.cli.running import resume_cmd, search_cmd
-from workbench.cli.tasks import task_group, task_init_cmd, tasks_cmd
+from workbench.cli.tasks import strategies_cmd, task_group, task_init_cmd, tasks_cmd
 
 __all__ = [
     "cli",
@@ -28,6 +28,7 @@ __all__ = [
     "resume_cmd",
     "search_cmd",
     "show_cmd",
+    "strategies_cmd",
     "task_group",
     "task_init_cmd",
     "tasks_cmd",

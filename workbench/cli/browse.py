@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -13,27 +14,97 @@ from pathlib import Path
 
 import click
 
-from workbench.cli.app import STORE_HELP, cli, ellipsize, fmt_num, genotype_obj, narrow_table, store_of
+from workbench.cli.app import STORE_HELP, cli, fmt_num, genotype_obj, narrow_table, store_of
 from workbench.errors import UserError
 
-#: Characters of a seed that ``nasw ls`` shows (2**32 has 10 digits; longer seeds end in "…").
-SEED_WIDTH = 10
+
+def parse_since(text: str) -> float:
+    """``--since``: an age (``30m``, ``12h``, ``2d``, ``1w``) as seconds.
+
+    Raises:
+        UserError: Anything else, in one line.
+    """
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    word = text.strip().lower()
+    try:
+        value = float(word[:-1])
+    except ValueError:
+        value = -1.0
+    if word[-1:] not in units or not (value >= 0 and value < 1e6):
+        raise UserError(f"--since expects an age such as 30m, 12h, 2d or 1w; got {text!r}")
+    return value * units[word[-1]]
 
 
-@cli.command("ls")
+def _ls_rows(rows, width: int) -> list[str]:
+    """Two lines per search: id, task, strategy, state, trials, best values, start; then, indented,
+    what sets it apart (seed, budget, options, objectives, scheduler, warm start), wrapped."""
+    import textwrap
+    from datetime import datetime
+
+    from workbench.cli.app import setup_parts, text_table
+
+    cells = [
+        [
+            s.search_id[:8],
+            s.task,
+            s.strategy,
+            s.state,
+            str(s.n_trials),
+            fmt_num(s.summary.get(f"best_{s.objective}")),
+            fmt_num(s.summary.get("best_test_accuracy")),
+            datetime.fromtimestamp(s.start_time).strftime("%m-%d %H:%M") if s.start_time else "-",
+        ]
+        for s in rows
+    ]
+    header = ["search", "task", "strategy", "state", "n", "best", "test", "started"]
+    table = text_table(header, cells, width, right=(4, 5, 6), flex=1)  # only the task name gives way
+    lines = table[:1]
+    for s, row in zip(rows, table[1:]):
+        lines.append(row)
+        setup = (f"{s.name}: " if s.name else "") + ", ".join(setup_parts(s))
+        lines += textwrap.wrap(setup, width=max(20, width), initial_indent=" " * 10, subsequent_indent=" " * 12)
+    lines.append("n: trials; best: best objective; test: its test accuracy; ids: any unique prefix")
+    return lines
+
+
+@cli.command("ls", epilog="\b\nExamples:\n  nasw ls --strategy bo --since 2d\n  nasw ls --state finished --last 5")
 @click.option("--task", "task_name", default=None, help="Only searches of this task.")
+@click.option("--strategy", default=None, help="Only searches with this strategy.")
+@click.option("--state", type=click.Choice(["running", "finished", "failed", "killed"]), default=None)
+@click.option("--since", default=None, metavar="AGE", help="Only searches started within AGE (30m, 12h, 2d, 1w).")
+@click.option("--last", type=click.IntRange(min=1), default=None, metavar="N", help="Only the N newest searches.")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
-    """List searches with their best values."""
+def ls_cmd(
+    task_name: str | None,
+    strategy: str | None,
+    state: str | None,
+    since: str | None,
+    last: int | None,
+    store: str | None,
+    fmt: str,
+) -> None:
+    """List searches, newest first, with their best values and what sets each apart (seed,
+    budget, options, objectives, scheduler, warm start)."""
+    import time
+
+    max_age = parse_since(since) if since is not None else None
     st = store_of(store, "read")
     rows = st.searches(task_name)
+    if strategy is not None:
+        rows = [s for s in rows if s.strategy == strategy]
+    if state is not None:
+        rows = [s for s in rows if s.state == state]
+    if max_age is not None:
+        rows = [s for s in rows if s.start_time >= time.time() - max_age]
+    rows = sorted(rows, key=lambda s: -s.start_time)[:last]
     if fmt == "json":
         click.echo(
             json.dumps(
                 [
                     {
                         "search_id": s.search_id,
+                        "name": s.name,
                         "task": s.task,
                         "strategy": s.strategy,
                         "state": s.state,
@@ -42,6 +113,12 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
                         "objective": s.objective,
                         "summary": s.summary,
                         "start_time": s.start_time,
+                        "budget": s.spec.get("budget"),
+                        "strategy_options": s.spec.get("strategy_options") or {},
+                        "scheduler": s.spec.get("scheduler"),
+                        "warm_start": s.spec["warm_start"].get("sources")
+                        if isinstance(s.spec.get("warm_start"), dict)
+                        else None,
                     }
                     for s in rows
                 ],
@@ -49,46 +126,22 @@ def ls_cmd(task_name: str | None, store: str | None, fmt: str) -> None:
             )
         )
         return
-    from datetime import datetime
+    if not rows:
+        what = " matching the filters" if any(x is not None for x in (task_name, strategy, state, since)) else ""
+        click.echo(f"no searches{what} in {st.uri}")
+        return
+    from workbench.cli.app import terminal_width
 
-    from rich.console import Console
-
-    table = narrow_table(
-        "search",
-        "task",
-        "strategy",
-        "seed",
-        "state",
-        "n",
-        "best",
-        "test",
-        "started",
-        wrap=("task",),
-        show_edge=False,
-        padding=(0, 0),
-        caption="n: trials; best: best objective; test: its test accuracy",
-    )
-    for s in rows:
-        table.add_row(
-            s.search_id[:8],
-            s.task,
-            s.strategy,
-            ellipsize(str(s.seed), SEED_WIDTH),  # a 22-digit seed must not squeeze the task out
-            s.state,
-            str(s.n_trials),
-            fmt_num(s.summary.get(f"best_{s.objective}")),
-            fmt_num(s.summary.get("best_test_accuracy")),
-            datetime.fromtimestamp(s.start_time).strftime("%m-%d %H:%M") if s.start_time else "-",
-        )
-    Console().print(table if rows else f"no searches in {st.uri}")
+    click.echo("\n".join(_ls_rows(rows, terminal_width(120))))
 
 
-@cli.command("show")
+@cli.command("show", epilog="\b\nExample:\n  nasw show 3f2a1b2c   (a search id or a unique prefix)")
 @click.argument("search_id")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
-    """Show a search's trials (a unique prefix of its id is enough)."""
+@click.option("--wide", is_flag=True, help="Whole architectures, each on its own line under its trial.")
+def show_cmd(search_id: str, store: str | None, fmt: str, wide: bool) -> None:
+    """Show a search's trials, one line each (a unique prefix of its id is enough)."""
     st = store_of(store, "read", wanted=f"search {search_id!r}")
     sid = st.resolve_search(search_id)
     rec = st.search(sid)
@@ -123,55 +176,132 @@ def show_cmd(search_id: str, store: str | None, fmt: str) -> None:
             )
         )
         return
-    from rich.console import Console
+    for line in show_lines(rec, trials, wide):
+        click.echo(line)
 
+
+#: Short headers of common metrics, so numbers keep their room at 80 columns.
+SHORT_NAMES = {"val_accuracy": "val acc", "test_accuracy": "test acc", "neg_val_loss": "-val loss"}
+
+
+def trial_state(t) -> str:
+    """``finished``, ``failed``, ``stopped 3/30`` (stopped early by a rule after 3 of 30 epochs),
+    ``running``; a one-shot search's ``supernet`` and its ``estimate``s."""
+    from metastore.schema import TAG_ESTIMATOR, TAG_SUPERNET
+    from workbench.search.records import fidelity_of
+
+    if t.tags.get(TAG_SUPERNET) and t.state == "finished":  # a one-shot search's supernet training
+        return "supernet"
+    fid = fidelity_of(t)
+    if t.state == "finished" and fid.get("stopped"):
+        done, planned = fid.get("epochs"), fid.get("planned_epochs")
+        return f"stopped {done}/{planned}" if done and planned else "stopped"
+    if t.state == "finished" and t.tags.get(TAG_ESTIMATOR):
+        return "estimate"
+    return t.state
+
+
+def show_lines(rec, trials, wide: bool = False) -> list[str]:
+    """``nasw show`` as lines: a title, what sets the search apart, one line per trial (the best
+    marked ``*``, members of a multi-objective search's Pareto front ``P``, every objective, the
+    rung of a scheduled trial, the short architecture or why it failed) and a legend."""
+    import textwrap
+
+    from metastore.schema import TAG_ESTIMATOR, TAG_SUPERNET
+    from workbench.cli.app import objectives_text, setup_parts, terminal_width, text_table
+    from workbench.report import best_trial
+    from workbench.search.records import fidelity_of
     from workbench.space.registry import describe_json
 
+    width = terminal_width(400 if wide else 160)
     obj = rec.objective
-    short = {"val_accuracy": "val acc", "test_accuracy": "test acc", "neg_val_loss": "-val loss"}
-    table = narrow_table(
-        "no",
-        "trial",
-        "state",
-        short.get(obj, obj),
-        "test acc",
-        "params",
-        "secs",
-        title=f"{rec.task}, {rec.strategy}, seed {rec.seed}, {rec.state}",
-        caption=f"search {sid}",
-    )
-    table.add_column("genotype / reason", overflow="fold", min_width=8, max_width=36)
-    from metastore.schema import TAG_ESTIMATOR, TAG_SUPERNET
-    from workbench.report import best_trial
-
+    specs = [o for o in objectives_text(rec.spec).split(",") if o]
+    metrics = [o.lstrip("+-") for o in specs] or [obj, "test_accuracy"]
+    front = _front_ids(trials, specs)
     best = best_trial(trials, obj)  # a full-fidelity trial when there is one (not an estimate)
+    rungs = any(fidelity_of(t).get("rung") is not None for t in trials)
+    fmts = {m: _metric_format([t.metrics.get(m) for t in trials]) for m in metrics}
+    header = ["", "no", "trial", "state", *(SHORT_NAMES.get(m, m) for m in metrics), "params", "secs"]
+    header += ["rung"] if rungs else []
+    header.append("architecture")
+    rows = []
     for t in trials:
-        style = (
-            "bold green"
-            if best is not None and t.trial_id == best.trial_id
-            else ("red" if t.state == "failed" else None)
-        )
-        detail = t.reason if t.state == "failed" else describe_json(t.genotype_json)
+        mark = "*" if best is not None and t.trial_id == best.trial_id else ("P" if t.trial_id in front else "")
+        detail = " ".join(str(t.reason or "").split()) if t.state == "failed" else describe_json(t.genotype_json, 2000)
         if t.tags.get(TAG_SUPERNET):  # a one-shot search's supernet training, not a trial of its loop
             detail = f"supernet ({t.tags[TAG_SUPERNET]}){': ' + t.reason if t.reason else ''}"
         elif t.tags.get(TAG_ESTIMATOR):
-            detail = f"{t.tags[TAG_ESTIMATOR]} estimate: {detail}"
+            detail = f"{t.tags[TAG_ESTIMATOR]}: {detail}"
         params = t.metrics.get("params")
-        table.add_row(
+        row = [
+            mark,
             str(t.number),
-            t.trial_id[:10],
-            t.state,
-            fmt_num(t.metrics.get(obj)),
-            fmt_num(t.metrics.get("test_accuracy")),
-            "-" if params is None else f"{int(params):,}",
-            fmt_num(t.metrics.get("train_seconds"), 1),
-            detail or "",
-            style=style,
-        )
-    Console().print(table)
+            t.trial_id[:8],
+            trial_state(t),
+            *(_metric(t.metrics.get(m), fmts[m]) for m in metrics),
+        ]
+        row += [_count(params), fmt_num(t.metrics.get("train_seconds"), 1)]
+        if rungs:
+            rung = fidelity_of(t).get("rung")
+            row.append("-" if rung is None else str(rung))
+        rows.append([*row, detail or ""])
+    right = tuple(range(4, len(header) - 1))
+    title = f"{rec.task}, {rec.strategy}, {rec.state}, {len(trials)} trials; " + ", ".join(setup_parts(rec))
+    lines = [f"search {rec.search_id}" + (f" ({rec.name})" if rec.name else ""), *textwrap.wrap(title, width=width)]
+    if wide:  # whole architectures, each under its row
+        table = text_table(header[:-1], [r[:-1] for r in rows], width, right=right, flex=2)
+        lines.append(table[0])
+        for row, r in zip(table[1:], rows):
+            lines += [row] + textwrap.wrap(r[-1], width=width, initial_indent="      ", subsequent_indent="        ")
+    else:
+        lines += text_table(header, rows, width, right=right)
+    legend = "* best trial" + ("; P: on the Pareto front" if front else "")
+    if any(r[3].startswith("stopped ") for r in rows):
+        legend += "; stopped a/b: stopped early after a of b epochs"
+    if not wide:
+        legend += "; whole architectures: --wide"
+    return [*lines, *textwrap.wrap(legend, width=width)]
 
 
-@cli.command("lineage")
+def _count(value) -> str:
+    """A parameter count in 4 or 5 characters: ``812``, ``12.3k``, ``989k``, ``1.2M``."""
+    if value is None or not math.isfinite(float(value)):
+        return "-"
+    v = float(value)
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= size:
+            return f"{v / size:.1f}{unit}" if abs(v) < 10 * size else f"{v / size:.0f}{unit}"
+    return str(int(v))
+
+
+def _metric_format(values) -> str:
+    """One format for a column of metrics: 4 decimals, or 3 significant digits when some value is
+    tiny or huge (latencies, losses)."""
+    finite = [abs(float(v)) for v in values if v is not None and math.isfinite(float(v)) and v != 0]
+    return ".4f" if all(1e-3 <= v < 1e4 for v in finite) else ".3g"
+
+
+def _metric(value, fmt: str) -> str:
+    return "-" if value is None else format(float(value), fmt)
+
+
+def _front_ids(trials, specs: list[str]) -> set[str]:
+    """Ids of the finished trials on the Pareto front of a multi-objective search (empty otherwise)."""
+    if len(specs) < 2:
+        return set()
+    from workbench.strategy.pareto import objective_matrix, pareto_front, parse_objectives
+
+    try:
+        parsed = parse_objectives(specs)
+        done = [t for t in trials if t.state == "finished"]
+        values, ok = objective_matrix([t.metrics for t in done], parsed)
+        rows = [t for t, good in zip(done, ok) if good]
+        return {rows[int(i)].trial_id for i in pareto_front(values[ok])} if rows else set()
+    except (ValueError, TypeError):
+        return set()
+
+
+@cli.command("lineage", epilog="\b\nExample:\n  nasw lineage 7c1d0e   (a trial id or a unique prefix of 6+ characters)")
 @click.argument("trial_id")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -262,7 +392,7 @@ def lineage_cmd(trial_id: str, store: str | None, fmt: str) -> None:
         console.print(f"children in its search: {listed}{' ...' if len(kids) > 20 else ''}")
 
 
-@cli.command("ui")
+@cli.command("ui", epilog="\b\nExample:\n  nasw ui --port 5001")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (127.0.0.1 = this machine only)."

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 
 import click
 
-from workbench.cli.app import STORE_HELP, cli, fmt_num, store_of
+from workbench.cli.app import STORE_HELP, cli, duration, fmt_num, setup_parts, store_of, terminal_width, text_table
 from workbench.errors import UserError
 
 
@@ -16,7 +15,7 @@ def _searches(store, ids: Sequence[str]) -> list[str]:
     return [store.resolve_search(i) for i in ids]
 
 
-@cli.command("compare")
+@cli.command("compare", epilog="\b\nExample:\n  nasw compare 3f2a1b2c 9e8d7c6b   (search ids or unique prefixes)")
 @click.argument("search_ids", nargs=-1, required=True)
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--out", "out", default="compare.png", show_default=True, help="PNG of the best-so-far curves.")
@@ -41,40 +40,44 @@ def compare_cmd(search_ids: Sequence[str], store: str | None, out: str, fmt: str
             )
         )
         return
-    from rich.console import Console
-    from rich.table import Table
+    click.echo("\n".join(compare_lines(st, rows, terminal_width(120))))
+    click.echo(f"best-so-far curves: {png}" if png else "no finished trials to plot")
 
-    table = Table(
-        "search",
-        "task",
-        "strategy",
-        "warm start",
-        "budget",
-        "trials",
-        "best " + "/".join(objectives),
-        "best test",
-        "wall time",
-        title="searches compared",
-    )
+
+def compare_lines(store, rows, width: int) -> list[str]:
+    """One line per search (id, task, strategy, trials, best values, wall time), then, indented
+    and wrapped, what sets it apart: seed, budget, options, scheduler, the warm start in words."""
+    import textwrap
+
+    header = ["search", "task", "strategy", "trials", "best", "test", "wall"]
+    cells = []
     for r in rows:
         wall = r["wall_seconds"]
-        table.add_row(
-            r["search_id"][:12],
-            r["task"],
-            r["strategy"],
-            r["warm_start"],
-            "-" if r["budget"] is None else str(r["budget"]),
-            f"{r['trials']} ({r['failed']} failed)" if r["failed"] else str(r["trials"]),
-            fmt_num(r["best_objective"]),
-            fmt_num(r["best_report"]),
-            "-" if wall is None else f"{wall:.1f} s",
+        trials = f"{r['trials']} ({r['failed']} failed)" if r["failed"] else str(r["trials"])
+        cells.append(
+            [
+                r["search_id"][:12],
+                r["task"],
+                r["strategy"],
+                trials,
+                fmt_num(r["best_objective"]),
+                fmt_num(r["best_report"]),
+                "-" if wall is None else duration(wall),
+            ]
         )
-    console = Console() if sys.stdout.isatty() else Console(width=200)
-    console.print(table)
-    console.print(f"best-so-far curves: {png}" if png else "no finished trials to plot")
+    table = text_table(header, cells, width, right=(3, 4, 5, 6), flex=1)
+    lines = table[:1]
+    for r, line in zip(rows, table[1:]):
+        lines.append(line)
+        rec = store.search(r["search_id"])
+        setup = (f"{rec.name}: " if rec.name else "") + ", ".join(setup_parts(rec))
+        lines += textwrap.wrap(setup, width=max(20, width), initial_indent=" " * 4, subsequent_indent=" " * 6)
+    objectives = sorted({r["objective"] for r in rows})
+    lines.append(f"best: best {'/'.join(objectives)}; test: its test accuracy; wall: wall-clock time")
+    return lines
 
 
-@cli.command("export")
+@cli.command("export", epilog="\b\nExample:\n  nasw export 3f2a1b2c --out trials.csv")
 @click.argument("search_id")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option(
@@ -106,7 +109,7 @@ def export_cmd(search_id: str, store: str | None, fmt: str | None, out: str | No
     click.echo(f"wrote {len(trials)} trials of search {sid[:12]} to {out}", err=True)
 
 
-@cli.command("report")
+@cli.command("report", epilog="\b\nExample:\n  nasw report 3f2a1b2c   (writes report-<search id>.html)")
 @click.argument("search_id")
 @click.option("--store", envvar="NASW_STORE", default=None, help=STORE_HELP)
 @click.option("--out", "out", default=None, help="HTML file to write (default: report-<search id>.html).")

@@ -56,8 +56,13 @@ def new_search(
     stop_early: str | None = None,
     stop_options: Mapping[str, Any] | None = None,
     estimator: str | None = None,
+    name: str | None = None,
 ) -> Search:
     """Build every object a search needs and create its parent run.
+
+    ``name`` is the search's readable name (its MLflow run name); by default
+    :func:`default_search_name` makes one from the task, strategy, key options and the start
+    of the search's id (``digits·evolution·population=20·3f2a9c``).
 
     ``warm_start`` is ``none``, ``auto`` or ``TASK[,TASK...]``: earlier searches of other tasks
     in the same space are read from the store, weighed (meta-features first, ranking agreement
@@ -103,8 +108,58 @@ def new_search(
         (scheduler, scheduler_options, stop_early, stop_options),
         OneShotSpec(estimator, oneshot_options),
     )
-    search.start(options, tags)
+    if not name:
+        name = default_search_name(
+            task.name,
+            strategy_name,
+            strategy_options,
+            budget,
+            scheduler=scheduler,
+            warm_start=warm_start,
+            stop_early=stop_early,
+            estimator=estimator,
+        )
+    search.start(options, tags, name=name)
     return search
+
+
+#: Characters of one option value in a default search name.
+_NAME_VALUE_CHARS = 12
+#: Options named in a default search name (the rest are in the spec).
+_NAME_OPTIONS = 3
+
+
+def default_search_name(
+    task: str,
+    strategy: str,
+    options: Mapping[str, Any] | None = None,
+    budget: int | None = None,
+    *,
+    scheduler: str | None = None,
+    warm_start: str | None = None,
+    stop_early: str | None = None,
+    estimator: str | None = None,
+) -> str:
+    """A readable, unique name for a search: task, strategy, the options the user gave (at most
+    three, values cut), budget, scheduler, early stopping, warm start, estimator, and ``{id}``,
+    which the store replaces by the start of the search's id (:func:`metastore.schema.search_name`)."""
+    from metastore.schema import NAME_ID
+
+    def short(value: Any) -> str:
+        text = " ".join(str(value).split())
+        return text if len(text) <= _NAME_VALUE_CHARS else text[: _NAME_VALUE_CHARS - 1] + "…"
+
+    parts = [task, strategy]
+    given = list((options or {}).items())
+    parts += [f"{k}={short(v)}" for k, v in given[:_NAME_OPTIONS]]
+    if len(given) > _NAME_OPTIONS:
+        parts.append(f"+{len(given) - _NAME_OPTIONS}")
+    if budget is not None:
+        parts.append(f"b{budget}")
+    parts += [x for x in (scheduler, stop_early and f"stop={stop_early}", estimator) if x]
+    if warm_start and warm_start != "none":
+        parts.append(f"warm={short(warm_start)}")
+    return "·".join(str(p) for p in parts + [NAME_ID])
 
 
 def resume_search(

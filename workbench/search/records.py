@@ -9,14 +9,31 @@ from dataclasses import replace
 from typing import Any
 
 from metastore import TrialRecord
-from metastore.schema import TAG_FIDELITY, TAG_STOPPED_EARLY, fidelity_record
+from metastore.schema import (
+    REASON_INTERRUPTED,
+    TAG_FIDELITY,
+    TAG_MORPHISMS,
+    TAG_ORIGIN,
+    TAG_STOPPED_EARLY,
+    fidelity_record,
+)
 from workbench.errors import InvalidGenotype
 from workbench.space.base import SearchSpace
+from workbench.space.edits import steps_from_json
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation
+from workbench.strategy.base import Observation, Proposal
 
 #: The start of a failed trial's reason when a resumed search could not use it.
 UNUSABLE = "not used on resume: "
+#: The start of the reason of a trial an interruption stopped (Ctrl-C, SIGTERM, a killed search
+#: whose trial was left running; :mod:`workbench.execute.signals`, :meth:`Search.replay`).
+INTERRUPTED = REASON_INTERRUPTED
+
+
+def is_interrupted(record: TrialRecord) -> bool:
+    """True for a trial an interruption stopped (failed with an ``interrupted...`` reason): it
+    does not count against the budget, and a resumed search re-runs its architecture."""
+    return record.state == "failed" and (record.reason or "").startswith(INTERRUPTED)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -96,3 +113,25 @@ def usable_record(record: TrialRecord, space: SearchSpace) -> TrialRecord:
         reason = f"{UNUSABLE}invalid genotype read back from the store: {str(exc).splitlines()[0] if str(exc) else ''}"
         return replace(record, state="failed", metrics={}, reason=reason[:500])
     return record
+
+
+def rerun_proposal(record: TrialRecord, space: SearchSpace) -> Proposal | None:
+    """The proposal an interrupted trial was, to run it again: its genotype, the trial it
+    inherits from, the morphism steps (none when unreadable: then it trains from scratch or
+    inherits unchanged weights) and its origin; None when its genotype does not validate in
+    ``space`` (a store is data: such a trial is not re-run)."""
+    try:
+        g = Genotype.from_json(record.genotype_json)
+        space.validate(g)
+    except InvalidGenotype:
+        return None
+    try:
+        steps = steps_from_json(record.tags.get(TAG_MORPHISMS))
+    except (InvalidGenotype, ValueError, TypeError, KeyError):
+        steps = ()
+    return Proposal(
+        g,
+        parent_trial=record.parent_trial,
+        morphisms=steps,
+        origin=record.tags.get(TAG_ORIGIN, ""),
+    )

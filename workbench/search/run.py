@@ -12,15 +12,24 @@ from metastore import Metastore, TrialRecord
 from metastore.schema import (
     NOTE_UNUSABLE_TRIALS,
     PARETO_ARTIFACT,
+    PROGRESS_BEST,
+    PROGRESS_COMPUTE,
+    PROGRESS_OBJECTIVE,
+    PROGRESS_SECONDS,
+    PROGRESS_SOURCE_WEIGHT,
+    PROGRESS_TOTAL_SECONDS,
+    TAG_ESTIMATOR,
     TAG_FIDELITY,
     TAG_HEARTBEAT,
     TAG_MORPHISMS,
     TAG_ORIGIN,
     TAG_PARETO_SIZE,
     TAG_PROMOTED_FROM,
+    TAG_RERUN_OF,
     TAG_SOURCE_WEIGHTS,
     TAG_SOURCE_WEIGHTS_BY,
     TAG_WARM_START,
+    TRIAL_LABEL_CHARS,
     note_tag,
 )
 from workbench.errors import InvalidGenotype, StoreError, UserError
@@ -35,16 +44,20 @@ from workbench.search.budget import Budget
 from workbench.search.fidelity import FidelityBook
 from workbench.search.progress import Progress, SearchResult
 from workbench.search.records import (
+    INTERRUPTED,
     UNUSABLE,
     fidelity_of,
     flatten,
     is_full,
+    is_interrupted,
     observation_of,
     observed_value,
+    rerun_proposal,
     usable_record,
 )
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
+from workbench.space.registry import describe_json
 from workbench.strategy.base import ORIGIN_PRIOR, ORIGIN_TRANSFER, Observation, Proposal, Strategy
 from workbench.task import Task
 
@@ -110,6 +123,8 @@ class Search:
         self.oneshot = oneshot
         self.search_id: str | None = None
         self.records: list[TrialRecord] = []
+        self._reruns: list[TrialRecord] = []  # interrupted trials a resumed search re-runs first
+        self._n_interrupted = 0  # of self.records
         self._origins: dict[int, str] = {}  # trial number -> its proposal's origin (this process)
         self.fidelity = FidelityBook(task, space, evaluator, store, scheduler, fidelity_space, stop_early, stop_options)
 
@@ -124,8 +139,13 @@ class Search:
         return self.fidelity.stop_early
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self, strategy_options: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> str:
-        """Create the parent run."""
+    def start(
+        self,
+        strategy_options: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Create the parent run (``name``: its readable name, see :meth:`Metastore.start_search`)."""
         spec = {
             "task": self.task.to_dict(),
             "strategy": self.strategy.name,
@@ -149,6 +169,7 @@ class Search:
             spec=spec,
             meta_features=meta_features_for(self.task, self.evaluator),
             tags=tags,
+            name=name,
         )
         return self.search_id
 
@@ -158,6 +179,10 @@ class Search:
         A RUNNING trial whose heartbeat shows a live process (same host, pid alive, or a beat in
         the last ``stale_after`` seconds) means the search is still running elsewhere: that is an
         error unless ``force``.
+
+        Interrupted trials (Ctrl-C, SIGTERM, a killed process) do not count against the budget
+        and are not told to the strategy: :meth:`run` re-runs each one's architecture first (the
+        new trial's ``nasw.rerun_of`` names it; under a scheduler, the scheduler decides again).
         """
         self.search_id = search_id
         for rec in self.store.trials(search_id):
@@ -170,7 +195,7 @@ class Search:
                     "stop that process first, or resume with --force"
                 )
             self.store.finish_trial(
-                rec.trial_id, state="failed", reason="interrupted: the search stopped while this trial ran"
+                rec.trial_id, state="failed", reason=f"{INTERRUPTED}: the search stopped while this trial ran"
             )
         trials = self.store.trials(search_id)
         if self.oneshot is not None:
@@ -185,7 +210,20 @@ class Search:
                     "not validate in this search's space; not used on resume"[:5000]
                 },
             )
-        observed = [(r, observation_of(r, self.task.objective, self.space)) for r in self.records]
+        rerun = {r.tags.get(TAG_RERUN_OF) for r in self.records}
+        interrupted = [r for r in self.records if is_interrupted(r)]
+        self._n_interrupted = len(interrupted)
+        estimates = {r.trial_id for r in self.records if r.tags.get(TAG_ESTIMATOR)}  # retrained by the phase itself
+        self._reruns = [
+            r
+            for r in interrupted
+            if r.trial_id not in rerun and r.parent_trial not in estimates and rerun_proposal(r, self.space)
+        ]
+        if self.scheduler is not None:
+            self._reruns = []  # the scheduler decides again what runs in their place
+        observed = [
+            (r, observation_of(r, self.task.objective, self.space)) for r in self.records if not is_interrupted(r)
+        ]
         self.strategy.tell([o for _, o in observed if o])
         if self.scheduler is not None:
             self.scheduler.replay(
@@ -202,7 +240,7 @@ class Search:
         """
         assert self.search_id is not None, "call start() or replay() first"
         total = self.budget if self.scheduler is None else len(self.records) + self.scheduler.expected_trials()
-        self.progress.search_started(self.search_id, total, len(self.records))
+        self.progress.search_started(self.search_id, total, self.n_counted)
         executor = self.executor or self._in_process()
         state = "finished"
         running: dict[str, tuple[int, Genotype]] = {}
@@ -243,16 +281,18 @@ class Search:
                     raise  # otherwise the error on its way out already says what went wrong
             if state == "finished":
                 self._plot()
-        return SearchResult(self.search_id, len(self.records), self.n_failed, self.best_record(), summary)
+        return SearchResult(self.search_id, self.n_counted, self.n_failed, self.best_record(), summary)
 
     def _run_trials(self, executor: Executor, running: dict[str, tuple[int, Genotype]]) -> None:
-        """The loop without a scheduler: ``budget`` trials, free workers get a proposal at once."""
-        while len(self.records) + len(running) < self.budget or running:
-            while len(running) < executor.capacity and len(self.records) + len(running) < self.budget:
+        """The loop without a scheduler: ``budget`` trials (interrupted ones do not count), free
+        workers get a proposal at once; the architectures of interrupted trials come first."""
+        while self.n_counted + len(running) < self.budget or running:
+            while len(running) < executor.capacity and self.n_counted + len(running) < self.budget:
                 pending = [g for _, g in running.values()]
-                proposal = self.strategy.ask(1, pending=pending)[0]
+                rerun = self._reruns.pop(0) if self._reruns else None
+                proposal = (rerun and rerun_proposal(rerun, self.space)) or self.strategy.ask(1, pending=pending)[0]
                 number = len(self.records) + len(running)
-                job = self.start_trial(proposal, number)
+                job = self.start_trial(proposal, number, rerun_of=rerun.trial_id if rerun else None)
                 running[job.trial_id] = (number, proposal.genotype)
                 executor.submit(job)
             for outcome in executor.wait():
@@ -295,13 +335,16 @@ class Search:
                 by_id[outcome.trial_id] = self.records[-1]
 
     # -- one trial ------------------------------------------------------------------------
-    def start_trial(self, proposal: Proposal, number: int, decision: Any = None) -> TrialJob:
+    def start_trial(
+        self, proposal: Proposal, number: int, decision: Any = None, *, rerun_of: str | None = None
+    ) -> TrialJob:
         """Create the trial's RUNNING run and the job that evaluates it.
 
         The run records the fidelity it is measured at: params ``fidelity.*`` and the tag
         ``nasw.fidelity`` (JSON: the fidelity, ``full``, its relative ``cost`` and, under a
         scheduler, ``rung``, ``bracket``, ``promoted_from``). ``decision`` is the scheduler's
-        :class:`~workbench.evaluate.schedulers.Decision`, if any.
+        :class:`~workbench.evaluate.schedulers.Decision`, if any; ``rerun_of`` the interrupted
+        trial this one re-runs.
         """
         g = proposal.genotype
         tags = {}
@@ -316,11 +359,19 @@ class Search:
             record, estimated = self.oneshot.trial_tags(record)  # an estimate: not full, its estimator
             tags.update(estimated)
         tags[TAG_FIDELITY] = json.dumps(record, sort_keys=True)
+        if rerun_of:
+            tags[TAG_RERUN_OF] = rerun_of
         if decision is not None and decision.promote and proposal.parent_trial != decision.promote:
             tags[TAG_PROMOTED_FROM] = decision.promote
         params = {**flatten(g.value), **(fid.params() if fid is not None else {})}
         trial_id = self.store.start_trial(
-            self.search_id, g.to_json(), g.key, params=params, parent_trial=proposal.parent_trial, tags=tags
+            self.search_id,
+            g.to_json(),
+            g.key,
+            params=params,
+            parent_trial=proposal.parent_trial,
+            tags=tags,
+            label=describe_json(g.to_json(), TRIAL_LABEL_CHARS),
         )
         job_fidelity = self.fidelity.job_fidelity(trial_id, fid, record, scheduled=decision is not None)
         self.progress.trial_started(number, g)
@@ -370,6 +421,7 @@ class Search:
             tags=self.fidelity.live_tags(outcome.trial_id, outcome.metrics, outcome.curve, outcome.stopped),
         )
         self.records.append(rec)
+        self._n_interrupted += is_interrupted(rec)
         value = observed_value(outcome.state, outcome.metrics, self.task.objective, bool(outcome.stopped))
         if outcome.curve:
             self.fidelity.curves[outcome.trial_id] = tuple(outcome.curve)
@@ -382,8 +434,34 @@ class Search:
         if self.warm is not None and self.warm.sources:
             self._reweigh_sources()
         best = self.best_record()
+        self._log_progress(rec, best)
         self.progress.trial_finished(outcome.number, obs, best.metrics[self.task.objective] if best else None)
         return obs
+
+    def _log_progress(self, rec: TrialRecord, best: TrialRecord | None) -> None:
+        """The search's progress after trial ``rec`` on the parent run, at step = its number (one
+        write): best so far, the trial's objective and seconds, the seconds (and compute) so far,
+        a warm start's trust in each source. Never fails the search."""
+        objective = self.task.objective
+        point: dict[str, float] = {}
+        if best is not None:
+            point[PROGRESS_BEST] = best.metrics[objective]
+        if rec.state == "finished" and objective in rec.metrics:
+            point[PROGRESS_OBJECTIVE] = rec.metrics[objective]
+        seconds = [r.metrics.get("train_seconds", 0.0) for r in self.records if r.state == "finished"]
+        point[PROGRESS_SECONDS] = rec.metrics.get("train_seconds", 0.0)
+        point[PROGRESS_TOTAL_SECONDS] = float(sum(v for v in seconds if math.isfinite(v)))
+        if self.fidelity.tracks_cost:
+            point[PROGRESS_COMPUTE] = float(sum(self.fidelity.cost_of(r) for r in self.records))
+        if self.warm is not None and self.warm.sources:
+            for s in self.warm.sources:
+                trust = self.warm.history.get(s.task) or [self.warm.weights.weights.get(s.task, 0.0)]
+                point[PROGRESS_SOURCE_WEIGHT + s.task] = float(trust[-1])
+        point = {k: v for k, v in point.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        try:
+            self.store.log_search_steps(self.search_id, [(rec.number, point)])
+        except (StoreError, ValueError, TypeError):
+            pass
 
     def _reweigh_sources(self) -> None:
         """Trust in each source after this trial, kept on the parent run: the strategy's own
@@ -414,7 +492,13 @@ class Search:
     # -- results --------------------------------------------------------------------------
     @property
     def n_failed(self) -> int:
-        return sum(1 for r in self.records if r.state == "failed")
+        """Trials that failed (interrupted ones are not failures: they are re-run)."""
+        return sum(1 for r in self.records if r.state == "failed" and not is_interrupted(r))
+
+    @property
+    def n_counted(self) -> int:
+        """Trials that count against the budget: every trial but the interrupted ones."""
+        return len(self.records) - self._n_interrupted
 
     def best_record(self) -> TrialRecord | None:
         """The finished trial with the highest objective, among those measured at full fidelity
@@ -426,7 +510,9 @@ class Search:
 
     def summary(self) -> dict[str, float]:
         best = self.best_record()
-        out = {"n_trials": float(len(self.records)), "n_failed": float(self.n_failed)}
+        out = {"n_trials": float(self.n_counted), "n_failed": float(self.n_failed)}
+        if self.n_counted < len(self.records):
+            out["n_interrupted"] = float(len(self.records) - self.n_counted)
         if best is not None:
             out[f"best_{self.task.objective}"] = best.metrics[self.task.objective]
             if self.task.report in best.metrics:

@@ -23,15 +23,19 @@ MAX_WIDTH = 65536
 
 
 def _layer_text(layer: Any) -> str:
-    """``conv3x16``, ``dense64``, ``maxpool`` (a layer that is not an object: its text, cut)."""
+    """``conv3x16``, ``dense64``, ``maxpool``; an activation other than ReLU follows its layer
+    (``conv3x16:gelu``), so two different chains never read the same (a layer that is not an
+    object: its text, cut)."""
     if not isinstance(layer, dict):
         return str(layer)[:20]
     op = str(layer.get("op", "?"))
+    act = layer.get("act")
+    suffix = f":{act}" if act is not None and act != "relu" else ""
     if "kernel" in layer:
-        return f"{op}{layer['kernel']}x{layer.get('width')}"
+        return f"{op}{layer['kernel']}x{layer.get('width')}{suffix}"
     if "width" in layer:
-        return f"{op}{layer['width']}"
-    return op
+        return f"{op}{layer['width']}{suffix}"
+    return op + suffix
 
 
 class ChainSpace(SearchSpace):
@@ -234,7 +238,8 @@ class ChainSpace(SearchSpace):
 
     @classmethod
     def describe(cls, g: Genotype) -> str:
-        """The layers in order, each op with its kernel and width: ``conv3x16 > maxpool > dense64``."""
+        """The layers in order, each op with its kernel, width and (other than ReLU) activation:
+        ``conv3x16 > maxpool > dense64:gelu``."""
         return " > ".join(_layer_text(layer) for layer in g.value["layers"])
 
     # -- encodings ----------------------------------------------------------------------
