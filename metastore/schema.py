@@ -91,6 +91,7 @@ TAG_SUPERNET = "nasw.supernet"  # on a supernet run: its training method (spos, 
 TAG_ESTIMATOR = "nasw.estimator"  # on a trial scored, not trained: the estimator (oneshot, oneshot+bn)
 TAG_RESUMED_FROM = "nasw.resumed_from"  # on a supernet run: the interrupted run whose checkpoint it continued
 TAG_DERIVED = "nasw.derived"  # on a DARTS / GDAS supernet run: the derived cell's genotype JSON
+TAG_WARM_SUPERNET = "nasw.warm_supernet"  # on a supernet run: ``task:run id`` of the supernet it started from
 
 # note names (nasw.note.<name>)
 NOTE_WEIGHTS = "weights"  # why a trial could not inherit its parent's weights

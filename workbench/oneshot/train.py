@@ -40,6 +40,7 @@ from workbench.errors import TrialFailed, UserError
 from workbench.evaluate.trainer import accuracy, pick_device
 from workbench.nn.supernet import CellSupernet, Mixture, PathNet, build_supernet
 from workbench.oneshot.settings import DARTS, GDAS, SPOS, SupernetSettings
+from workbench.oneshot.warm import WarmReport, warm_load
 from workbench.space.cell import CELL_OPS, EDGES
 from workbench.space.relaxation import OpWeights
 
@@ -92,6 +93,12 @@ class SupernetTrainer:
         settings: Method and settings (missing values from ``config``).
         seed: Seed of everything random.
         device: ``cuda`` / ``cpu`` / None (the config's, else CUDA when available).
+        init: A supernet state dict (another task's) to start from instead of the random
+            initialisation: the tensors that fit are copied, stem and head stay fresh
+            (:func:`~workbench.oneshot.warm.warm_load`; not applied on resume). What was copied
+            is :attr:`warm`.
+        init_alpha: Op logits (edges x ops, another task's DARTS / GDAS run) to start the
+            relaxation from instead of near-uniform ones (not applied on resume).
     """
 
     def __init__(
@@ -103,8 +110,13 @@ class SupernetTrainer:
         *,
         seed: int = 0,
         device: str | None = None,
+        init: Mapping[str, torch.Tensor] | None = None,
+        init_alpha: torch.Tensor | None = None,
     ) -> None:
         self.splits = splits
+        self.init = init
+        self.init_alpha = init_alpha
+        self.warm: WarmReport | None = None
         self.settings = settings.resolved(config)
         if self.settings.order == 2 and self.settings.method != DARTS:
             raise UserError(f"order=2 is a DARTS setting; {self.settings.method} is first-order")
@@ -128,6 +140,10 @@ class SupernetTrainer:
             torch.manual_seed(self.seed)
             self.net = build_supernet(self.macro, self.splits.input_shape, self.splits.n_classes)
             alpha = 1e-3 * torch.randn(len(EDGES), len(CELL_OPS))
+        if self.init is not None:
+            self.warm = warm_load(self.net, self.init)
+        if self.init_alpha is not None and tuple(self.init_alpha.shape) == tuple(alpha.shape):
+            alpha = self.init_alpha.detach().to(dtype=alpha.dtype, device="cpu").clone()
         self.net = self.net.to(self.device)
         if self.cuda and len(self.splits.input_shape) == 3:
             self.net = self.net.to(memory_format=torch.channels_last)

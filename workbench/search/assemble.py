@@ -23,6 +23,7 @@ from workbench.strategy.base import Strategy, StrategySetup
 from workbench.strategy.registry import check_options, make_strategy, strategy_class
 from workbench.task import Task, parse_task_dict
 from workbench.transfer.plan import WarmStartPlan, plan_warm_start
+from workbench.transfer.sources import parse_warm_start
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,12 @@ def new_search(
     evaluator = evaluator_for(task, device=device)
     cls = strategy_class(strategy_name)
     options = check_options(strategy_name, strategy_options or {})  # types first: recorded as coerced
-    warm = _warm_plan(store, task, space, evaluator, cls, options, warm_start)
+    try:
+        warm, warm_error = _warm_plan(store, task, space, evaluator, cls, options, warm_start), None
+    except UserError as exc:
+        if parse_warm_start(warm_start)[0] != "tasks":
+            raise
+        warm, warm_error = None, exc  # no trial history of a named task: its supernet may still do
     setup = StrategySetup(
         budget=plan_budget.amount,
         input_shape=traits_of(evaluator).input_shape,
@@ -106,8 +112,15 @@ def new_search(
         Running(executor, workers, address, device),
         progress,
         (scheduler, scheduler_options, stop_early, stop_options),
-        OneShotSpec(estimator, oneshot_options),
+        OneShotSpec(estimator, oneshot_options, warm_start if warm_start and warm_start != "none" else None),
     )
+    source = search.oneshot.supernet_source(store, task.name) if search.oneshot is not None else None
+    if warm_error is not None and source is None:
+        if search.executor is not None:
+            search.executor.shutdown()
+        raise warm_error
+    if search.oneshot is not None and search.oneshot.spec.warm_start and echo is not None:
+        echo(source.describe() if source is not None else "supernet warm start: no supernet of another task fits")
     if not name:
         name = default_search_name(
             task.name,

@@ -28,11 +28,13 @@ from metastore.schema import (
     TAG_HEARTBEAT,
     TAG_RESUMED_FROM,
     TAG_SUPERNET,
+    TAG_WARM_SUPERNET,
     fidelity_record,
     note_tag,
 )
 from workbench.errors import StoreError, UserError
 from workbench.evaluate.base import Evaluator, traits_of
+from workbench.search.supernet_source import SupernetSource, find_supernet_source
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.space.relaxation import OpWeights
@@ -79,15 +81,18 @@ class OneShotSpec:
 
     estimator: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    warm_start: str | None = None  # --warm-start: the supernet starts from another task's
 
     def to_dict(self) -> dict[str, Any]:
-        return {"estimator": self.estimator, "options": dict(self.options)}
+        out: dict[str, Any] = {"estimator": self.estimator, "options": dict(self.options)}
+        return {**out, "warm_start": self.warm_start} if self.warm_start else out
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> OneShotSpec:
         rec = spec.get("oneshot") if isinstance(spec.get("oneshot"), Mapping) else {}
         opts = rec.get("options") if isinstance(rec.get("options"), Mapping) else {}
-        return cls(rec.get("estimator") or None, dict(opts))
+        warm = rec.get("warm_start") if isinstance(rec.get("warm_start"), str) else None
+        return cls(rec.get("estimator") or None, dict(opts), warm)
 
 
 def oneshot_phase(
@@ -127,7 +132,7 @@ def oneshot_phase(
         )
     if relaxation is not None:
         settings = SupernetSettings.read(relaxation.method, relaxation.settings, where=what)
-        return evaluator, OneShotPhase(space, evaluator, strategy, settings, None, None, seed)
+        return evaluator, OneShotPhase(space, evaluator, strategy, settings, None, None, seed, spec)
     if workers > 1:
         raise UserError(f"{what} scores trials with the supernet in the search process; use --workers 1")
     from workbench.oneshot.estimator import OneShotEstimator
@@ -160,6 +165,7 @@ class OneShotPhase:
         self.spec = spec or OneShotSpec()
         self.supernet_seconds = 0.0
         self.supernet_id: str | None = None  # this search's supernet run, once trained or restored
+        self._source: tuple[SupernetSource | None] | None = None  # the warm start's, once looked up
         self._retraining = False  # after(): the trials started now are retrained, not estimates
 
     # -- hooks the search calls ---------------------------------------------------------------
@@ -237,6 +243,21 @@ class OneShotPhase:
         finally:
             self._retraining = False
 
+    def supernet_source(self, store: Metastore, task: str) -> SupernetSource | None:
+        """The supernet of another task this search's supernet starts from (``--warm-start``;
+        looked up once), None without a warm start or without one that fits."""
+        if self._source is None:
+            from workbench.nn.supernet import build_supernet
+
+            found = None
+            if self.spec.warm_start:
+                splits = self.inner.splits
+                net = build_supernet(self.space.macro, splits.input_shape, splits.n_classes)
+                shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+                found = find_supernet_source(store, self.spec.warm_start, task, shapes, self.settings.method)
+            self._source = (found,)
+        return self._source[0]
+
     # -- the supernet run ---------------------------------------------------------------------
     def _finished(self, store: Metastore, runs: Sequence[TrialRecord], trainer: Any) -> Any:
         """The result of a finished supernet run of this search (resume), None without one."""
@@ -274,6 +295,11 @@ class OneShotPhase:
         }
         if previous is not None:
             tags[TAG_RESUMED_FROM] = previous
+        source = self.supernet_source(store, search.task.name) if state is None else None
+        if source is not None:  # a fresh supernet: start it from another task's
+            trainer.init = source.supernet
+            trainer.init_alpha = source.alpha
+            tags[TAG_WARM_SUPERNET] = f"{source.task}:{source.run_id}"
         descriptor = Genotype.of(self.space.name, {"supernet": method, "macro": self.space.macro})
         params = {f"supernet.{k}": v for k, v in self.settings.to_dict().items()}
         run_id = store.start_trial(
@@ -284,6 +310,8 @@ class OneShotPhase:
             store.set_tags(
                 run_id, {note_tag("resumed"): f"continued from epoch {int(state['epoch'])} of run {previous}"}
             )
+        if source is not None:
+            store.set_tags(run_id, {note_tag("warm"): source.describe()})
         history: list[OpWeights] = []
 
         def on_epoch(epoch: int, point: Mapping[str, float], weights: OpWeights | None, checkpoint: Any) -> None:

@@ -29,6 +29,11 @@ from workbench.space.genotype import Genotype
 from workbench.strategy.base import ORIGIN_TRANSFER, Observation, Proposal, Strategy, WarmStart
 from workbench.strategy.smac import check_float, check_int
 
+#: Upper bounds: observations per generation (a warm start offers one generation), bins of a
+#: continuous decision.
+MAX_POPULATION = 10_000
+MAX_BINS = 1000
+
 
 def decision_probabilities(view: DecisionView, bins: int) -> list[np.ndarray]:
     """Uniform marginals: one array per decision (its choices, or ``bins`` for a continuous one)."""
@@ -89,7 +94,7 @@ class EstimationOfDistribution(Strategy):
     @classmethod
     def warm_prior_size(cls, options: Mapping[str, Any]) -> int:
         """A generation's worth of the sources' best architectures."""
-        return max(1, int(options.get("population", 5)))
+        return check_int("eda", "population", options.get("population", 5), 2, MAX_POPULATION)
 
     @classmethod
     def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,11 +114,11 @@ class EstimationOfDistribution(Strategy):
         prior_weight: float = 0.5,
     ) -> None:
         super().__init__(space, seed)
-        self.population = check_int("eda", "population", population, 2)
+        self.population = check_int("eda", "population", population, 2, MAX_POPULATION)
         self.selection = check_float("eda", "selection", selection, 1e-9, 1.0)
         self.learning_rate = check_float("eda", "learning_rate", learning_rate, 1e-9, 1.0)
         self.mutation = check_float("eda", "mutation", mutation, 0.0, 1.0)
-        self.bins = check_int("eda", "bins", bins, 1)
+        self.bins = check_int("eda", "bins", bins, 1, MAX_BINS)
         self.prior_weight = check_float("eda", "prior_weight", prior_weight, 0.0, 1.0)
         self.view = space.decision_view()
         self.prior = [g for g in prior if space.contains(g)]

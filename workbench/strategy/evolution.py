@@ -15,6 +15,11 @@ from workbench.strategy.pareto import crowding_distance, nondominated_sort, obje
 from workbench.strategy.smac import SURROGATES, check_float, check_int
 
 CROSSOVER_KINDS = ("uniform", "one-point")
+#: Upper bounds of the options: the population (a warm start offers half of it), children
+#: bred and scored by the surrogate per proposal, morphism steps per mutation.
+MAX_POPULATION = 100_000
+MAX_PRESCREEN_CHILDREN = 10_000
+MAX_MORPH_STEPS = 100
 
 
 class RegularizedEvolution(Strategy):
@@ -73,7 +78,7 @@ class RegularizedEvolution(Strategy):
     @classmethod
     def warm_prior_size(cls, options: Mapping[str, Any]) -> int:
         """Half the population comes from the sources' best architectures."""
-        return max(1, int(options.get("population", 10)) // 2)
+        return max(1, check_int("evolution", "population", options.get("population", 10), 2, MAX_POPULATION) // 2)
 
     @classmethod
     def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,7 +112,9 @@ class RegularizedEvolution(Strategy):
         if prescreen is not None and prescreen not in SURROGATES:
             raise UserError(f"evolution prescreen must be one of {list(SURROGATES)}; got {prescreen!r}")
         self.prescreen = prescreen
-        self.prescreen_children = check_int("evolution", "prescreen_children", prescreen_children, 1)
+        self.prescreen_children = check_int(
+            "evolution", "prescreen_children", prescreen_children, 1, MAX_PRESCREEN_CHILDREN
+        )
         self._screen_features = None
         if prescreen is not None:
             from workbench.strategy.smac import Features
@@ -115,14 +122,10 @@ class RegularizedEvolution(Strategy):
             self._screen_features = Features(space, prescreen_encoding)
         self._screen_model: tuple[int, Any, float] | None = None
         self.morph = bool(morph)
-        self.morph_steps = int(morph_steps)
+        self.morph_steps = check_int("evolution", "morph_steps", morph_steps, 1, MAX_MORPH_STEPS)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
-        if self.morph_steps < 1:
-            raise UserError(f"evolution morph_steps must be at least 1, got {morph_steps}")
-        if population < 2 or not 1 <= sample_size <= population:
-            raise ValueError("need population >= 2 and 1 <= sample_size <= population")
-        self.population = population
-        self.sample_size = sample_size
+        self.population = check_int("evolution", "population", population, 2, MAX_POPULATION)
+        self.sample_size = check_int("evolution", "sample_size", sample_size, 1, self.population)
         self.prior = list(prior)
         try:
             self.objectives = parse_objectives(objectives)

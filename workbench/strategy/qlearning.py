@@ -49,6 +49,12 @@ from workbench.strategy.tokens import TokenCodec, make_codec
 
 State = tuple  # (position, head, previous choices): all of them ("prefix") or the last one ("last")
 STATES = ("prefix", "last")
+#: Upper bounds: random proposals and epsilon decay (evaluations), replayed sequences per told
+#: trial, passes over the sources' sequences, the initial Q-value (rewards are rank quantiles in [0, 1]).
+MAX_STEPS = 1_000_000
+MAX_REPLAY = 10_000
+MAX_PREFILL = 100
+MAX_Q_INIT = 10.0
 
 
 def rank_quantile(value: float, sorted_values: np.ndarray) -> float:
@@ -82,7 +88,7 @@ def state_of(kind: str, t: int, head: int, before: Sequence[int], prev_head: int
 
 
 class QLearning(Strategy):
-    """Tabular Q-learning over the space's decision sequence, MetaQNN style (module docstring).
+    """Tabular Q-learning over the space's decision sequence, MetaQNN style (epsilon-greedy).
 
     Args:
         space: The search space (one with a token codec; otherwise the strategy samples uniformly).
@@ -127,13 +133,13 @@ class QLearning(Strategy):
         super().__init__(space, seed)
         self.alpha = check_float("qlearning", "alpha", alpha, 1e-9, 1.0)
         self.gamma = check_float("qlearning", "gamma", gamma, 0.0, 1.0)
-        self.q_init = check_float("qlearning", "q_init", q_init, -math.inf, math.inf)
-        self.random_start = check_int("qlearning", "random_start", random_start, 0)
+        self.q_init = check_float("qlearning", "q_init", q_init, -MAX_Q_INIT, MAX_Q_INIT)
+        self.random_start = check_int("qlearning", "random_start", random_start, 0, MAX_STEPS)
         self.epsilon_start = check_float("qlearning", "epsilon_start", epsilon_start, 0.0, 1.0)
         self.epsilon_end = check_float("qlearning", "epsilon_end", epsilon_end, 0.0, 1.0)
-        self.decay = check_int("qlearning", "decay", decay, 0)
-        self.replay = check_int("qlearning", "replay", replay, 0)
-        self.prefill = check_int("qlearning", "prefill", prefill, 0)
+        self.decay = check_int("qlearning", "decay", decay, 0, MAX_STEPS)
+        self.replay = check_int("qlearning", "replay", replay, 0, MAX_REPLAY)
+        self.prefill = check_int("qlearning", "prefill", prefill, 0, MAX_PREFILL)
         if self.epsilon_end > self.epsilon_start:
             raise UserError(f"qlearning epsilon_end ({epsilon_end}) must not exceed epsilon_start ({epsilon_start})")
         bad = [type(s).__name__ for s in sources if not isinstance(s, WarmSource)]

@@ -37,12 +37,27 @@ from workbench.strategy.base import (
 
 FORESTS = ("rf", "et")
 SURROGATES = ("rf", "gp")
+#: Upper bounds of the options (a search with more is not a NAS budget, or an ask of minutes):
+#: random initial proposals, trees, smallest leaf, EI margin (standardised units), candidates
+#: scored per ask (random samples plus local-search neighbours), local searches, neighbours, steps.
+MAX_INIT = 10_000
+MAX_TREES = 1000
+MAX_LEAF = 10_000
+MAX_XI = 10.0
+MAX_SAMPLES = 100_000
+MAX_LOCAL_STARTS = 100
+MAX_LOCAL_NEIGHBOURS = 1000
+MAX_LOCAL_STEPS = 100
 
 
-def check_int(owner: str, label: str, value: Any, low: int) -> int:
-    """``value`` as an int ``>= low``, else a :class:`UserError` naming the option."""
+def check_int(owner: str, label: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]`` (``high`` None: no upper bound), else a
+    :class:`UserError` naming the option."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise UserError(f"{owner} {label} must be an integer >= {low}; got {value!r}")
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise UserError(f"{owner} {label} must be an integer {bounds}; got {value!r}")
+    if high is not None and value > high:
+        raise UserError(f"{owner} {label} must be an integer in [{low}, {high}]; got {value!r}")
     return int(value)
 
 
@@ -240,7 +255,7 @@ class RandomForestBO(Strategy):
     @classmethod
     def warm_prior_size(cls, options: Mapping[str, Any]) -> int:
         """The initial design: as many of the sources' best as ``n_init`` random points."""
-        return int(options.get("n_init", PRIOR_SIZE))
+        return check_int("smac", "n_init", options.get("n_init", PRIOR_SIZE), 0, MAX_INIT)
 
     @classmethod
     def warm_start_options(cls, warm: WarmStart, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,18 +284,24 @@ class RandomForestBO(Strategy):
         if forest not in FORESTS:
             raise UserError(f"smac forest must be one of {list(FORESTS)}; got {forest!r}")
         self.forest = forest
-        self.n_init = check_int("smac", "n_init", n_init, 0)
-        self.n_trees = check_int("smac", "n_trees", n_trees, 1)
-        self.min_samples_leaf = check_int("smac", "min_samples_leaf", min_samples_leaf, 1)
+        self.n_init = check_int("smac", "n_init", n_init, 0, MAX_INIT)
+        self.n_trees = check_int("smac", "n_trees", n_trees, 1, MAX_TREES)
+        self.min_samples_leaf = check_int("smac", "min_samples_leaf", min_samples_leaf, 1, MAX_LEAF)
         self.max_features = check_float("smac", "max_features", max_features, 1e-9, 1.0)
-        self.xi = check_float("smac", "xi", xi, 0.0, math.inf)
+        self.xi = check_float("smac", "xi", xi, 0.0, MAX_XI)
         self.random_fraction = check_float("smac", "random_fraction", random_fraction, 0.0, 1.0)
-        self.n_samples = check_int("smac", "n_samples", n_samples, 0)
-        self.local_starts = check_int("smac", "local_starts", local_starts, 0)
-        self.local_neighbours = check_int("smac", "local_neighbours", local_neighbours, 1)
-        self.local_steps = check_int("smac", "local_steps", local_steps, 0)
+        self.n_samples = check_int("smac", "n_samples", n_samples, 0, MAX_SAMPLES)
+        self.local_starts = check_int("smac", "local_starts", local_starts, 0, MAX_LOCAL_STARTS)
+        self.local_neighbours = check_int("smac", "local_neighbours", local_neighbours, 1, MAX_LOCAL_NEIGHBOURS)
+        self.local_steps = check_int("smac", "local_steps", local_steps, 0, MAX_LOCAL_STEPS)
         if self.n_samples == 0 and self.local_starts == 0:
             raise UserError("smac needs candidates: n_samples or local_starts must be positive")
+        local = self.local_starts * self.local_neighbours * max(1, self.local_steps)
+        if self.n_samples + local > MAX_SAMPLES:
+            raise UserError(
+                f"smac scores at most {MAX_SAMPLES} candidates per ask: n_samples + local_starts x local_neighbours"
+                f" x local_steps is {self.n_samples + local}"
+            )
         try:
             self.features = Features(space, encoding)
         except UserError as exc:

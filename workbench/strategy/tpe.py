@@ -51,6 +51,13 @@ from workbench.strategy.base import (
 )
 from workbench.strategy.smac import check_float, check_int
 
+#: Upper bounds: random initial proposals, "good" observations, draws per proposal (each scored
+#: decision by decision), the weights of the uniform prior and of a source observation.
+MAX_INIT = 100_000
+MAX_GOOD = 10_000
+MAX_CANDIDATES = 10_000
+MAX_WEIGHT = 1000.0
+
 
 def n_good(n: int, gamma: float, cap: int) -> int:
     """How many of ``n`` observations are "good": ``min(ceil(gamma n), cap)``, at least 1."""
@@ -122,7 +129,7 @@ class Parzen:
 
 
 class TreeParzen(Strategy):
-    """TPE over the decisions of the space (see the module docstring).
+    """TPE over the decisions of the space: good and bad densities per decision.
 
     Args:
         space: The search space (one with a decision view; otherwise the strategy samples uniformly).
@@ -163,12 +170,12 @@ class TreeParzen(Strategy):
         source_weight: float = 0.5,
     ) -> None:
         super().__init__(space, seed)
-        self.n_init = check_int("tpe", "n_init", n_init, 0)
+        self.n_init = check_int("tpe", "n_init", n_init, 0, MAX_INIT)
         self.gamma = check_float("tpe", "gamma", gamma, 1e-9, 1.0)
-        self.max_good = check_int("tpe", "max_good", max_good, 1)
-        self.n_candidates = check_int("tpe", "n_candidates", n_candidates, 1)
-        self.prior_weight = check_float("tpe", "prior_weight", prior_weight, 1e-9, math.inf)
-        self.source_weight = check_float("tpe", "source_weight", source_weight, 0.0, math.inf)
+        self.max_good = check_int("tpe", "max_good", max_good, 1, MAX_GOOD)
+        self.n_candidates = check_int("tpe", "n_candidates", n_candidates, 1, MAX_CANDIDATES)
+        self.prior_weight = check_float("tpe", "prior_weight", prior_weight, 1e-9, MAX_WEIGHT)
+        self.source_weight = check_float("tpe", "source_weight", source_weight, 0.0, MAX_WEIGHT)
         bad = [type(s).__name__ for s in sources if not isinstance(s, WarmSource)]
         if bad:
             raise UserError(f"tpe sources must be WarmSource records; got {bad[0]}")

@@ -64,6 +64,18 @@ def transform_targets(y: np.ndarray, kind: str) -> np.ndarray:
 
 #: ``transfer`` value: the warm start's architectures are the initial design, then cold BO.
 DESIGN = "design"
+#: Upper bounds of the options: random initial proposals (and ``hedge``), iterations of the
+#: hyperparameter fit, the qLogNEI shortlist, quasi-MC samples, candidates sampled or mutated per
+#: ask; the acquisition's local search (``local_rounds`` x ``local_top`` x ``local_children``
+#: mutations per ask at most).
+MAX_INIT = 10_000
+MAX_FIT_ITER = 10_000
+MAX_SHORTLIST = 100_000
+MAX_MC_SAMPLES = 4096
+MAX_SAMPLES = 1_000_000
+MAX_LOCAL_ROUNDS = 20
+MAX_LOCAL_TOP = 100
+MAX_LOCAL_CHILDREN = 100
 
 
 class BayesianOptimization(Strategy):
@@ -97,6 +109,12 @@ class BayesianOptimization(Strategy):
         mc_samples: Quasi-MC samples of qLogNEI / qLogNEHVI.
         n_samples: Largest random reservoir of candidates (spaces without a pool).
         n_mutations: Mutations of the best observations added to the candidates per ask.
+        local_rounds: Rounds of evolutionary local search of the acquisition per ask (spaces
+            without a pool; single objective): each round mutates the ``local_top`` candidates
+            with the best LogEI ``local_children`` times each and scores the children too.
+            0 (the default): the sampled candidates only (``benchmarks/results/acquisition.md``).
+        local_top: Candidates mutated per round of local search.
+        local_children: Mutations per mutated candidate and round.
         objectives: Keys of ``Observation.objectives`` (a leading ``-`` minimises), e.g.
             ``["val_accuracy", "-latency"]``. Empty: the scalar ``value``; one: that objective;
             several: one GP each and qLogNEHVI, see :meth:`pareto_front`.
@@ -138,6 +156,9 @@ class BayesianOptimization(Strategy):
         mc_samples: int = 128,
         n_samples: int = 1000,
         n_mutations: int = 200,
+        local_rounds: int = 0,
+        local_top: int = 10,
+        local_children: int = 10,
         objectives: Sequence[str] | str = (),
         prior: Sequence[Genotype] = (),
         sources: Sequence[WarmSource] | None = None,
@@ -153,17 +174,23 @@ class BayesianOptimization(Strategy):
             raise UserError(f"bo schedule must be one of {list(SCHEDULES)}; got {schedule!r}")
         if transform not in TRANSFORMS:
             raise UserError(f"bo transform must be one of {list(TRANSFORMS)}; got {transform!r}")
-        for label, value, low in (
-            ("n_init", n_init, 0),
-            ("fit_maxiter", fit_maxiter, 1),
-            ("shortlist", shortlist, 1),
-            ("mc_samples", mc_samples, 1),
-            ("n_samples", n_samples, 1),
-            ("n_mutations", n_mutations, 0),
-            ("hedge", hedge, 0),
+        for label, value, low, high in (
+            ("n_init", n_init, 0, MAX_INIT),
+            ("fit_maxiter", fit_maxiter, 1, MAX_FIT_ITER),
+            ("shortlist", shortlist, 1, MAX_SHORTLIST),
+            ("mc_samples", mc_samples, 1, MAX_MC_SAMPLES),
+            ("n_samples", n_samples, 1, MAX_SAMPLES),
+            ("n_mutations", n_mutations, 0, MAX_SAMPLES),
+            ("hedge", hedge, 0, MAX_INIT),
+            ("local_rounds", local_rounds, 0, MAX_LOCAL_ROUNDS),
+            ("local_top", local_top, 1, MAX_LOCAL_TOP),
+            ("local_children", local_children, 1, MAX_LOCAL_CHILDREN),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise UserError(f"bo {label} must be an integer >= {low}; got {value!r}")
+            if value > high:
+                raise UserError(f"bo {label} must be an integer in [{low}, {high}]; got {value!r}")
+        self.local_rounds, self.local_top, self.local_children = int(local_rounds), int(local_top), int(local_children)
         try:
             self.objectives = parse_objectives(objectives)
         except ValueError as exc:
@@ -358,10 +385,7 @@ class BayesianOptimization(Strategy):
             genotypes = None
             x_cand = torch.from_numpy(self.full_pool.features()[avail])
         else:
-            parents = self._parents(used, ys)
-            excluded = self._seen | taken
-            genotypes = self.sampled_pool.candidates(parents, rng, excluded, len(self.history))
-            x_cand = torch.as_tensor(self.featurizer.cached(genotypes), dtype=DTYPE) if genotypes else None
+            genotypes, x_cand = self.sampled_candidates(models, used, ys, taken, rng)
         n_cand = 0 if x_cand is None else x_cand.shape[0]
         if n_cand == 0:  # the space looks exhausted
             out = []
@@ -398,6 +422,42 @@ class BayesianOptimization(Strategy):
         if genotypes is None:
             return [members[int(avail[i])] for i in picks]
         return [genotypes[i] for i in picks]
+
+    def sampled_candidates(
+        self,
+        models: list[GPModel],
+        used: list[Observation],
+        ys: np.ndarray,
+        taken: set[str],
+        rng: np.random.Generator,
+    ) -> tuple[list[Genotype], torch.Tensor | None]:
+        """Candidates of a space without a pool and their features: the sampled pool's random
+        samples and mutations of the best observations, then (``local_rounds``, one objective)
+        rounds of mutations of the candidates with the best LogEI."""
+        parents = self._parents(used, ys)
+        excluded = self._seen | taken
+        genotypes = self.sampled_pool.candidates(parents, rng, excluded, len(self.history))
+        if not genotypes:
+            return genotypes, None
+        x_cand = torch.as_tensor(self.featurizer.cached(genotypes), dtype=DTYPE)
+        if self.local_rounds and len(models) == 1:
+            best_f = float(ys[:, 0].max())
+            known = excluded | {g.key for g in genotypes}
+            for _ in range(self.local_rounds):
+                rows, _ = top_log_ei(models[0], x_cand, best_f, self.local_top)
+                children: dict[str, Genotype] = {}
+                for i in rows.tolist():
+                    for _ in range(self.local_children):
+                        child = self.space.mutate(genotypes[i], rng)
+                        if child.key not in known and child.key not in children:
+                            children[child.key] = child
+                if not children:
+                    break
+                known |= set(children)
+                fresh = list(children.values())
+                genotypes = genotypes + fresh
+                x_cand = torch.cat([x_cand, torch.as_tensor(self.featurizer.cached(fresh), dtype=DTYPE)])
+        return genotypes, x_cand
 
     @staticmethod
     def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
