@@ -69,6 +69,14 @@ Usage::
     python benchmarks/transfer.py --quick --regimes A,B,C           # smoke test: minutes, to a temp dir
     python benchmarks/transfer.py --regimes A,B,C --seeds 40 --jobs 2 --cold-seeds 80 --store-check
     python benchmarks/transfer.py --regime C --targets photo,cora --methods rgpe,cold --seeds 20
+    python benchmarks/transfer.py --strategies rl,hillclimb --seeds 20 --max-evals 150 --jobs 1
+
+``--strategies evolution,rl,hillclimb`` runs another mode instead: each named strategy warm-started
+(``--warm-start auto`` on the regime's sources, built as ``nasw search`` builds it, with
+``--max-evals`` as its budget) against the same strategy cold, on the same seeds, stopped at the
+top 1%; per target the paired medians, the one-sided 2-SE test of (a) and the geometric mean
+(``transfer_strategies.md`` and ``transfer_strategies_raw.json``; issue 19: "a warm start that is
+not helping must not cost more than a few evaluations against the cold strategy").
 """
 
 from __future__ import annotations
@@ -445,6 +453,114 @@ def run_one(
         "origins": origins if any(origins) else [],
         **extra,
     }
+
+
+#: Strategies besides BO whose warm start ``--strategies`` compares with their own cold start.
+STRATEGY_PAIRS = ("evolution", "rl", "hillclimb")
+
+
+def run_strategy(
+    target: str,
+    strategy: str,
+    warm: bool,
+    seed: int,
+    max_evals: int,
+    n_trials: int,
+    source_strategy: str = "evolution",
+    datasets: tuple[str, ...] | None = None,
+    regime: str = "",
+) -> dict:
+    """One search of ``strategy`` on ``target``, warm (``--warm-start auto`` on the source
+    searches of ``datasets``) or cold, built as ``nasw search --budget MAX_EVALS`` builds it and
+    stopped at the top 1% by validation accuracy (``hit``: evaluations to it, None if not reached)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from workbench.evaluate.tabular import table_arrays
+    from workbench.space.nbgraph import NBGraphSpace
+    from workbench.strategy.base import SOURCE_ORIGINS, Observation
+    from workbench.strategy.registry import strategy_class
+    from workbench.task import load_task
+    from workbench.transfer.plan import plan_warm_start
+
+    t0 = time.perf_counter()
+    space = NBGraphSpace(target)
+    pool = space.pool()
+    vals = table_arrays(target).val_accuracy
+    threshold = float(np.quantile(vals, 0.99))
+    datasets = tuple(datasets) if datasets else tuple(d for d in LARGE if d != target)
+    offer = None
+    if warm:
+        task = load_task(f"nbgraph-{target}")
+        histories = histories_for(target, seed, n_trials, source_strategy, datasets)
+        plan = plan_warm_start(
+            "auto", histories, space, task.name, dict(task.meta_features), strategy_class(strategy), {}
+        )
+        offer = plan.offer
+    strat = build_strategy(strategy, space, seed, max_evals, None, offer)
+    hit = None
+    origins: list[str] = []
+    n = 0
+    while n < max_evals and hit is None:
+        (p,) = strat.ask(1)
+        i = space.index_of(p.genotype)
+        origins.append(str(getattr(p, "origin", "") or ""))
+        strat.tell([Observation(pool[i], float(vals[i]))])
+        n += 1
+        if vals[i] >= threshold - 1e-9:
+            hit = n
+    return {
+        "target": target,
+        "strategy": strategy,
+        "warm": warm,
+        "seed": seed,
+        "regime": regime,
+        "hit": hit,
+        "evals": n,
+        "source_asks": sum(o in SOURCE_ORIGINS for o in origins),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def render_strategies(results: list[dict], max_evals: int, regimes: list[str]) -> str:
+    """Per regime and strategy: warm vs cold evaluations to the top 1% per target, paired on the
+    seeds that have both, with test (a) and the geometric mean of warm / cold medians."""
+    rng = np.random.default_rng(0)
+    text = ""
+    for regime in regimes:
+        for strategy in STRATEGY_PAIRS:
+            mine = [r for r in results if r["regime"] == regime and r["strategy"] == strategy]
+            if not mine:
+                continue
+            text += (
+                f"\n**{strategy}: warm (`--warm-start auto`) vs cold, regime {regime}** "
+                f"(evaluations to the top 1%, median over seeds; {max_evals + 1} = not reached in {max_evals})\n\n"
+                "| target | seeds | warm | cold | warm - cold | 2 SE | worse? |\n|---|---|---|---|---|---|---|\n"
+            )
+            ratios, flagged = [], 0
+            for t in LARGE:
+                w = {r["seed"]: r for r in mine if r["target"] == t and r["warm"]}
+                c = {r["seed"]: r for r in mine if r["target"] == t and not r["warm"]}
+                seeds = sorted(set(w) & set(c))
+                if not seeds:
+                    continue
+                a = _hits([w[s] for s in seeds], max_evals)
+                b = _hits([c[s] for s in seeds], max_evals)
+                diff = float(np.median(a) - np.median(b))
+                se2 = SE_FACTOR * _paired_diff_se(a, b, rng)
+                worse = diff > se2
+                flagged += worse
+                ratios.append(np.median(a) / np.median(b))
+                text += (
+                    f"| {t} | {len(seeds)} | {np.median(a):.1f} | {np.median(b):.1f} | {diff:+.1f} | {se2:.1f} | "
+                    f"{'**yes**' if worse else 'no'} |\n"
+                )
+            geo = float(np.exp(np.mean(np.log(ratios)))) if ratios else float("nan")
+            text += (
+                f"\nGeometric mean of warm / cold medians: {geo:.2f}; targets where warm is worse by more than "
+                f"{SE_FACTOR:g} SE: {flagged} of {len(ratios)}.\n"
+            )
+    return text
 
 
 def speed_check(
@@ -1009,6 +1125,46 @@ def _parse_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def run_strategies(args, regimes: list[str], targets: list[str], seeds: int, out: Path, quick: dict) -> None:
+    """``--strategies``: warm vs cold of each named strategy per regime, target and seed."""
+    strategies = _parse_list(args.strategies)
+    bad = [s for s in strategies if s not in STRATEGY_PAIRS]
+    if bad:
+        raise SystemExit(f"unknown --strategies {bad}; of {list(STRATEGY_PAIRS)}")
+    max_evals = args.max_evals if args.max_evals is not None else 150
+    corr = correlations()
+    jobs = []
+    for t in targets:  # target by target, seed by seed (a deadline leaves complete pairs)
+        for s in range(seeds):
+            for r in regimes:
+                src = regime_sources(r, t, corr)
+                strategy_of_sources = regime_strategy(r, args.source_strategy)
+                for name in strategies:
+                    for warm in (True, False):
+                        jobs.append((t, name, warm, s, max_evals, args.source_trials, strategy_of_sources, src, r))
+    t0 = time.perf_counter()
+    deadline = None if args.deadline is None else t0 + args.deadline
+    results = list(in_order(run_strategy, jobs, args.jobs, deadline))
+    wall = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "transfer_strategies_raw.json").write_text(json.dumps(results))
+    command = (
+        f"python benchmarks/transfer.py --strategies {','.join(strategies)} --regimes {','.join(regimes)}"
+        f" --targets {','.join(targets)} --seeds {seeds} --max-evals {max_evals}"
+        + (f" --source-trials {args.source_trials}" if args.source_trials != 150 else "")
+        + (f" --source-strategy {args.source_strategy}" if args.source_strategy != "evolution" else "")
+        + f" --jobs {args.jobs}"
+        + (f" --deadline {args.deadline:.0f}" if args.deadline else "")
+    )
+    text = render_strategies(results, max_evals, regimes) + (
+        f"\nRan: {len(results)} of {len(jobs)} searches in {wall:.0f} s on {args.jobs} processes.\n"
+        f"Command: `OMP_NUM_THREADS=1 {command}`\n"
+    )
+    print(text)
+    (out / "transfer_strategies.md").write_text(text)
+    print(f"(written to {out})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--regime", choices=sorted(REGIMES), default=None, help="one source regime (default A)")
@@ -1038,6 +1194,12 @@ def main() -> None:
         "flags cold BO against itself",
     )
     ap.add_argument("--no-speed", action="store_true", help="skip the timed fit + ask (f)")
+    ap.add_argument(
+        "--strategies",
+        default=None,
+        help=f"instead of the BO methods: each of these strategies ({','.join(STRATEGY_PAIRS)}) warm vs cold "
+        "on the same seeds (the regimes' sources; --max-evals is the budget, default 150)",
+    )
     ap.add_argument(
         "--quick",
         action="store_true",
@@ -1069,6 +1231,9 @@ def main() -> None:
         ap.error(
             f"unknown targets/methods/regimes {bad}; targets: {LARGE}, methods: {METHODS}, regimes: {sorted(REGIMES)}"
         )
+    if args.strategies:
+        run_strategies(args, regimes, targets, seeds, out, quick)
+        return
     if args.hedge is not None:  # BO decides whether it still takes a hedge, and which values
         from workbench.errors import UserError
         from workbench.space.nbgraph import NBGraphSpace
