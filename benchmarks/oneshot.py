@@ -32,6 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
+#: The raw results the page is built from (reused on a rerun; `page` rebuilds the tables from them).
+DATA = ROOT / "benchmarks" / "data"
 PAGE = RESULTS / "oneshot.md"
 SAMPLE_SEED = 2024
 
@@ -100,7 +102,7 @@ def rank(args: argparse.Namespace) -> None:
 
     task = load_task(args.task)
     space, ev = space_for(task), evaluator_for(task, device=args.device)
-    path = RESULTS / f"oneshot_rank_{_slug(args.task)}.json"
+    path = DATA / f"oneshot_rank_{_slug(args.task)}.json"
     data = _load(path)
     cells = sample_cells(space, args.n)
     data.update(task=task.name, sample_seed=SAMPLE_SEED, cells=[g.to_json() for g in cells])
@@ -273,9 +275,9 @@ def warm(args: argparse.Namespace) -> None:
 
     task, source = load_task(args.task), load_task(args.source)
     space, ev = space_for(task), evaluator_for(task, device="cpu")
-    ranked = _load(RESULTS / f"oneshot_rank_{_slug(args.task)}.json")
+    ranked = _load(DATA / f"oneshot_rank_{_slug(args.task)}.json")
     genos = {g.key: g for g in map(Genotype.from_json, ranked["cells"]) if g.key in ranked["standalone"]}
-    path = RESULTS / f"oneshot_warm_{_slug(args.task)}.json"
+    path = DATA / f"oneshot_warm_{_slug(args.task)}.json"
     data = _load(path)
     data.update(task=task.name, source=source.name, source_downsample=args.source_downsample)
     runs = data.setdefault("runs", {})
@@ -405,7 +407,7 @@ def one_search(task: str, method: str, seed: int, argv: list[str], store: str) -
 def search(args: argparse.Namespace) -> None:
     import tempfile
 
-    path = RESULTS / f"oneshot_search_{_slug(args.task)}.json"
+    path = DATA / f"oneshot_search_{_slug(args.task)}.json"
     data = _load(path)
     runs = data.setdefault("runs", [])
     have = {(r["method"], r["seed"]) for r in runs}
@@ -485,7 +487,7 @@ BEGIN, END = "<!-- generated: begin -->", "<!-- generated: end -->"
 
 def generated_tables() -> str:
     lines = []
-    for path in sorted(RESULTS.glob("oneshot_rank_*.json")):
+    for path in sorted(DATA.glob("oneshot_rank_*.json")):
         data = _load(path)
         if not data.get("summary"):
             continue
@@ -522,11 +524,11 @@ def generated_tables() -> str:
                 "noise-free standalone ranking, under the same model.",
             ]
         lines.append("")
-    for path in sorted(RESULTS.glob("oneshot_warm_*.json")):
+    for path in sorted(DATA.glob("oneshot_warm_*.json")):
         d = _load(path)
         if d.get("runs") and "machine" in d:
-            lines += warm_table(d, _load(RESULTS / path.name.replace("oneshot_warm_", "oneshot_rank_")))
-    for path in sorted(RESULTS.glob("oneshot_search_*.json")):
+            lines += warm_table(d, _load(DATA / path.name.replace("oneshot_warm_", "oneshot_rank_")))
+    for path in sorted(DATA.glob("oneshot_search_*.json")):
         d = _load(path)
         if not d.get("summary"):
             continue
