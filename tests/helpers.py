@@ -180,3 +180,17 @@ def weights_file(store, trial_id: str) -> Path:
     from metastore.mlflow_setup import local_folder as _local_folder
 
     return Path(_local_folder(store._trial_run(trial_id).info.artifact_uri)) / "weights" / "model.pt"
+
+
+def drive(strategy, objective, n):
+    """Ask ``strategy`` for one genotype at a time and tell it ``objective``'s value, ``n`` times;
+    return the observations."""
+    from workbench.strategy.base import Observation
+
+    out = []
+    for _ in range(n):
+        (p,) = strategy.ask(1)
+        o = Observation(p.genotype, objective(p.genotype))
+        strategy.tell([o])
+        out.append(o)
+    return out

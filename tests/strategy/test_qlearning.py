@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from helpers import nasw, tiny_toml
+from helpers import drive
 
 from workbench.errors import UserError
 from workbench.space.cell import CellSpace
 from workbench.space.registry import make_space
-from workbench.strategy.base import Observation, WarmSource, WarmStart
+from workbench.strategy.base import WarmSource, WarmStart
 from workbench.strategy.qlearning import QLearning, rank_quantile
 from workbench.strategy.registry import make_strategy
 
@@ -21,16 +19,6 @@ GRADE = {"none": 0, "skip": 1, "avgpool3x3": 2, "conv1x1": 3, "conv3x3": 4}
 
 def grades(g) -> float:
     return float(sum(GRADE[op] for op in CELL.ops_of(g)))
-
-
-def drive(strategy, objective, n):
-    out = []
-    for _ in range(n):
-        (p,) = strategy.ask(1)
-        o = Observation(p.genotype, objective(p.genotype))
-        strategy.tell([o])
-        out.append(o)
-    return out
 
 
 def test_rank_quantile():
@@ -100,44 +88,3 @@ def test_a_joint_space_over_dags_gets_distinct_proposals():
 def test_bad_options_are_user_errors(bad):
     with pytest.raises(UserError):
         make_strategy("qlearning", CELL, **bad)
-
-
-def test_runs_from_the_cli_on_a_trained_and_a_tabular_task(workdir, capsys):
-    (workdir / "tiny.toml").write_text(tiny_toml())
-    for task, budget in (("tiny.toml", 3), ("nbgraph-cora", 12)):
-        args = [
-            "search",
-            "--task",
-            task,
-            "--strategy",
-            "qlearning",
-            "--budget",
-            budget,
-            "--json",
-            "--store",
-            "memory://",
-        ]
-        code, out, err = nasw(args, capsys)
-        assert code == 0, err
-        assert json.loads(out)["n_trials"] == budget
-
-
-def test_warm_start_and_resume_replay_the_same_search():
-    from metastore import open_store
-    from workbench.search import new_search, resume_search
-    from workbench.task import load_task
-
-    def store_with_source(name):
-        store = open_store(f"memory://{name}")
-        new_search(store, load_task("nbgraph-photo"), "random", 12, seed=0).run()
-        return store
-
-    whole = store_with_source("q-whole")
-    full = new_search(whole, load_task("nbgraph-cora"), "qlearning", 9, seed=1, warm_start="auto")
-    assert full.strategy.warm
-    full_id = full.run().search_id
-    parts = store_with_source("q-parts")
-    first = new_search(parts, load_task("nbgraph-cora"), "qlearning", 5, seed=1, warm_start="auto").run()
-    resume_search(parts, first.search_id, budget=9).run()
-    keys = [t.genotype_key for t in whole.trials(full_id)]
-    assert [t.genotype_key for t in parts.trials(first.search_id)] == keys

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 
 import numpy as np
 import pytest
-from helpers import nasw, tiny_toml
+from helpers import drive
 
 from workbench.errors import UserError
 from workbench.space.cell import CellSpace, canonical_ops
@@ -24,16 +23,6 @@ GRADE = {"none": 0, "skip": 1, "avgpool3x3": 2, "conv1x1": 3, "conv3x3": 4}
 def grades(g) -> float:
     """A smooth objective of the cell as it computes (dead edges pruned: what the encodings see)."""
     return float(sum(GRADE[op] for op in canonical_ops(CELL.ops_of(g))))
-
-
-def drive(strategy, objective, n):
-    out = []
-    for _ in range(n):
-        (p,) = strategy.ask(1)
-        o = Observation(p.genotype, objective(p.genotype))
-        strategy.tell([o])
-        out.append(o)
-    return out
 
 
 def test_expected_improvement_matches_its_closed_form():
@@ -135,15 +124,6 @@ def test_warm_start_is_the_initial_design():
 def test_bad_options_are_user_errors(bad):
     with pytest.raises(UserError):
         make_strategy("smac", CELL, **bad)
-
-
-def test_runs_from_the_cli_on_a_trained_and_a_tabular_task(workdir, capsys):
-    (workdir / "tiny.toml").write_text(tiny_toml())
-    for task, budget in (("tiny.toml", 3), ("nbgraph-cora", 10)):
-        args = ["search", "--task", task, "--strategy", "smac", "--budget", budget, "--json", "--store", "memory://"]
-        code, out, err = nasw(args, capsys)
-        assert code == 0, err
-        assert json.loads(out)["n_trials"] == budget
 
 
 # -- evolution's prescreening hybrid --------------------------------------------------------------

@@ -279,6 +279,16 @@ class Strategy(ABC):
         k = g.key
         return k not in self._seen and k not in taken
 
+    def prior_proposals(self, prior: Sequence[Genotype], n: int, taken: set[str]) -> list[Proposal]:
+        """Up to ``n`` of a warm start's ``prior`` genotypes not yet told or ``taken``, in order,
+        as proposals with origin ``prior`` (their keys are added to ``taken``)."""
+        out: list[Proposal] = []
+        for g in prior:
+            if len(out) < n and self.is_new(g, taken):
+                out.append(Proposal(g, origin=ORIGIN_PRIOR))
+                taken.add(g.key)
+        return out
+
     def fresh_sample(self, rng: np.random.Generator, taken: set[str], tries: int = 200) -> Genotype:
         """Sample an unseen genotype (falls back to a seen one if the space looks exhausted)."""
         g = self.space.sample(rng)

@@ -26,7 +26,6 @@ from workbench.errors import UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import (
-    ORIGIN_PRIOR,
     PRIOR_SIZE,
     Observation,
     Proposal,
@@ -333,11 +332,7 @@ class RandomForestBO(Strategy):
     def ask(self, n: int = 1, *, pending: Sequence[Genotype] = ()) -> list[Proposal]:
         rng = self.rng_for(pending)
         taken = {g.key for g in pending}
-        out: list[Proposal] = []
-        for g in self.prior:
-            if len(out) < n and self.is_new(g, taken):
-                out.append(Proposal(g, origin=ORIGIN_PRIOR))
-                taken.add(g.key)
+        out = self.prior_proposals(self.prior, n, taken)
         while len(out) < n:
             started = len(self.history) + len(pending) + len(out)
             explore = self.random_fraction > 0 and rng.random() < self.random_fraction

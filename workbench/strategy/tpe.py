@@ -39,7 +39,6 @@ from workbench.space.base import SearchSpace
 from workbench.space.decisions import Decision, DecisionView
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import (
-    ORIGIN_PRIOR,
     ORIGIN_TRANSFER,
     PRIOR_SIZE,
     Observation,
@@ -230,11 +229,7 @@ class TreeParzen(Strategy):
     def ask(self, n: int = 1, *, pending: Sequence[Genotype] = ()) -> list[Proposal]:
         rng = self.rng_for(pending)
         taken = {g.key for g in pending}
-        out: list[Proposal] = []
-        for g in self.prior:
-            if len(out) < n and self.is_new(g, taken):
-                out.append(Proposal(g, origin=ORIGIN_PRIOR))
-                taken.add(g.key)
+        out = self.prior_proposals(self.prior, n, taken)
         while len(out) < n:
             started = len(self.history) + len(pending) + len(out)
             if self.view is None or (not self._source_rows and (started < self.n_init or len(self._usable()) < 2)):

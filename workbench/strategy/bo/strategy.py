@@ -13,7 +13,6 @@ from workbench.errors import UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import (
-    ORIGIN_PRIOR,
     ORIGIN_TRANSFER,
     Observation,
     Proposal,
@@ -323,11 +322,7 @@ class BayesianOptimization(Strategy):
     def ask(self, n: int = 1, *, pending: Sequence[Genotype] = ()) -> list[Proposal]:
         rng = self.rng_for(pending)
         taken = {g.key for g in pending}
-        out: list[Proposal] = []
-        for g in self.prior:
-            if len(out) < n and self.is_new(g, taken):
-                out.append(Proposal(g, origin=ORIGIN_PRIOR))
-                taken.add(g.key)
+        out = self.prior_proposals(self.prior, n, taken)
         n_usable = len(self._targets(self.history)[0])
         # the random initial design: cold BO's; with sources, none under "fixed" and all but the
         # first ask (the sources' zero-shot pick) under "backoff"
