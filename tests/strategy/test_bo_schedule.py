@@ -9,8 +9,9 @@ import pytest
 from workbench.errors import UserError
 from workbench.evaluate.tabular import table_arrays
 from workbench.space.nbgraph import NBGraphSpace
+from workbench.strategy.backoff import backoff_asks, backoff_turn
 from workbench.strategy.base import ORIGIN_TRANSFER, Observation, WarmSource
-from workbench.strategy.bo.schedule import backoff_asks, backoff_turn, fixed_turn
+from workbench.strategy.bo.schedule import fixed_turn
 from workbench.strategy.bo.strategy import BayesianOptimization
 
 
