@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from workbench.errors import InvalidGenotype, UserError
 from workbench.space.registry import make_space
-from workbench.strategy.base import Observation
+from workbench.strategy.backoff import backoff_asks
+from workbench.strategy.base import ORIGIN_TRANSFER, Observation
 from workbench.strategy.registry import make_strategy
-from workbench.strategy.rl import ReinforceController
+from workbench.strategy.rl import WARM_JUDGE_ASKS, WARM_QUANTILE, ReinforceController
 from workbench.strategy.tokens import TokenCodec, codec_names, make_codec
 
 SPACES = {
@@ -254,7 +255,7 @@ def test_warm_start_prior_and_pretrain():
     rng = np.random.default_rng(1)
     source = [Observation(g, _planted(g)) for g in (space.sample(rng) for _ in range(30))]
     source += [Observation(space.mutate(target, rng), 5.0) for _ in range(10)]
-    warm = [make_strategy("rl", space, seed=k, prior=source) for k in range(2)]
+    warm = [make_strategy("rl", space, seed=k, prior=source, schedule="always") for k in range(2)]
     cold = [make_strategy("rl", space, seed=k) for k in range(2)]
     assert warm[0].updates == len(source) and cold[0].updates == 0
     score = [np.mean([o.value for o in _drive(s, _planted, 15)]) for s in warm]
@@ -263,16 +264,68 @@ def test_warm_start_prior_and_pretrain():
     # the same prior gives the same controller; pretrain() is the same rule
     again = make_strategy("rl", space, seed=0)
     again.pretrain(source[-12:])
-    ref = make_strategy("rl", space, seed=0, prior=source[-12:])
+    ref = make_strategy("rl", space, seed=0, prior=source[-12:], schedule="always")
     assert all(torch.equal(v, _weights(ref)[k]) for k, v in _weights(again).items())
     # genotypes of another space are skipped, not an error
     chain = make_space("chain")
     again.pretrain([Observation(chain.sample(rng), 1.0)])
 
 
+def _source(space, sign: float) -> list[Observation]:
+    """Another task's observations: the planted objective (``sign`` 1) or its reverse (-1)."""
+    rng = np.random.default_rng(1)
+    target = space.make(list(TARGET))
+    genotypes = [space.sample(rng) for _ in range(30)] + [space.mutate(target, rng) for _ in range(10)]
+    return [Observation(g, sign * _planted(g)) for g in genotypes]
+
+
+def _drive_origins(s, n: int) -> tuple[list[float], list[str]]:
+    values, origins = [], []
+    for _ in range(n):
+        (p,) = s.ask(1)
+        values.append(_planted(p.genotype))
+        origins.append(p.origin)
+        s.tell([Observation(p.genotype, values[-1])])
+    return values, origins
+
+
+def test_warm_twin_proposes_by_the_backoff_rule():
+    space = make_space("cell")
+    source = _source(space, 1.0)
+    s = make_strategy("rl", space, seed=0, prior=source)
+    # the search's own controller starts cold; the twin is pre-trained on the prior
+    assert s.updates == 0 and s.warm_twin is not None and s.warm_twin.updates == len(source)
+    values, origins = _drive_origins(s, 20)
+    warm = [i for i, o in enumerate(origins) if o == ORIGIN_TRANSFER]
+    assert warm == backoff_asks(values, WARM_JUDGE_ASKS, WARM_QUANTILE)
+    assert warm[0] == 0 and all(o in ("", ORIGIN_TRANSFER) for o in origins)
+    # replay: a new strategy told the same observations proposes the same next genotype
+    again = make_strategy("rl", space, seed=0, prior=source)
+    again.tell([Observation(g, v) for g, v in zip([o.genotype for o in s.history], values)])
+    assert again.ask(1)[0] == s.ask(1)[0]
+
+
+def test_warm_twin_helps_with_a_good_prior_and_steps_aside_from_a_misleading_one():
+    space = make_space("cell")
+    n, seeds = 30, range(4)
+
+    def run(prior, schedule="backoff"):
+        out = [_drive_origins(make_strategy("rl", space, seed=k, prior=prior, schedule=schedule), n) for k in seeds]
+        return np.mean([np.mean(v) for v, _ in out]), np.mean([o.count(ORIGIN_TRANSFER) for _, o in out])
+
+    cold, _ = run([])
+    good, good_turns = run(_source(space, 1.0))
+    bad, bad_turns = run(_source(space, -1.0))
+    always_bad, _ = run(_source(space, -1.0), "always")
+    assert good > cold + 0.5  # the pre-trained twin finds the planted cell faster
+    assert bad_turns < good_turns  # a misleading twin gets fewer turns
+    assert bad > always_bad + 0.3  # and costs less than trusting it on every ask
+
+
 @pytest.mark.parametrize(
     "options, match",
     [
+        ({"schedule": "sometimes"}, "schedule"),
         ({"algorithm": "a2c"}, "algorithm"),
         ({"lr": 0}, "lr"),
         ({"batch_size": 0}, "batch_size"),

@@ -22,25 +22,34 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def backoff_turn(values: Sequence[float], n_init: int) -> bool:
-    """Whether ask number ``len(values)`` is the warm proposer's."""
-    n = len(values)
+def _threshold(values: np.ndarray, quantile: float) -> float:
+    return float(np.median(values)) if quantile == 0.5 else float(np.quantile(values, quantile))
+
+
+def _warm_asks(values: Sequence[float], n_init: int, quantile: float, n: int) -> list[int]:
+    """The warm asks among asks ``0 .. n-1``, judged by ``values`` (those observed so far)."""
     if n == 0:
-        return True
-    if n < n_init:
-        return False
+        return []
+    out = [0]
+    if n <= n_init:  # asks 1 .. n_init-1 are the cold proposer's
+        return out
     v = np.asarray(values, dtype=float)
-    gap, last = (1 if n_init < 2 or v[0] >= np.median(v[1:n_init]) else 2), 0
-    for i in range(max(n_init, 1), n + 1):
-        turn = i - last > gap
-        if i == n:
-            return turn
-        if turn:
-            gap = 1 if v[i] >= np.median(v[:i]) else gap * 2
+    gap, last = (1 if n_init < 2 or v[0] >= _threshold(v[1:n_init], quantile) else 2), 0
+    for i in range(max(n_init, 1), n):
+        if i - last > gap:
+            out.append(i)
             last = i
-    return False  # not reached
+            if i < len(v):  # judged once observed
+                gap = 1 if v[i] >= _threshold(v[:i], quantile) else gap * 2
+    return out
 
 
-def backoff_asks(values: Sequence[float], n_init: int) -> list[int]:
+def backoff_turn(values: Sequence[float], n_init: int, quantile: float = 0.5) -> bool:
+    """Whether ask number ``len(values)`` is the warm proposer's (a warm ask succeeds when its
+    value is at least this ``quantile`` of the values before it; 0.5: the median)."""
+    return len(values) in _warm_asks(values, n_init, quantile, len(values) + 1)
+
+
+def backoff_asks(values: Sequence[float], n_init: int, quantile: float = 0.5) -> list[int]:
     """The asks (0-based) among the first ``len(values)`` that were the warm proposer's."""
-    return [i for i in range(len(values)) if backoff_turn(values[:i], n_init)]
+    return _warm_asks(values, n_init, quantile, len(values))

@@ -31,177 +31,20 @@ from torch import nn
 from workbench.errors import InvalidGenotype, UserError
 from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
-from workbench.strategy.base import Observation, Proposal, Strategy, WarmStart
-from workbench.strategy.tokens import Cursor, TokenCodec, make_codec
+from workbench.strategy.backoff import backoff_turn
+from workbench.strategy.base import ORIGIN_PRIOR, ORIGIN_TRANSFER, Observation, Proposal, Strategy, WarmStart
+from workbench.strategy.rl_policy import PreferencePolicy, SequencePolicy
+from workbench.strategy.tokens import TokenCodec, make_codec
 
 ALGORITHMS = ("reinforce", "ppo")
-
-
-def _init_(module: nn.Module, gen: torch.Generator, scale: float, out_scale: float) -> None:
-    """Initialise every parameter uniformly in ``±scale`` (``±out_scale`` for ``out.*``)."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            s = out_scale if name.startswith("out.") else scale
-            p.uniform_(-s, s, generator=gen)
-
-
-class _SequencePolicy(nn.Module):
-    """LSTM over a codec's decisions; one masked softmax head per decision type.
-
-    The heads share one output layer over the concatenated vocabularies (rows ``offset[h] ..
-    offset[h] + size[h]`` belong to head ``h``); a step's distribution is the softmax over its
-    head's allowed rows.
-    """
-
-    #: Decision positions with their own embedding (later ones share the last).
-    MAX_POSITIONS = 64
-
-    def __init__(self, codec: TokenCodec, hidden: int, gen: torch.Generator, tanh_constant: float) -> None:
-        super().__init__()
-        self.codec = codec
-        sizes = [h.size for h in codec.heads]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.vocab = int(sum(sizes))
-        self.start_token = self.vocab
-        with torch.device("meta"):  # no default initialisation: the global RNG stays untouched
-            self.embed = nn.Embedding(self.vocab + 1, hidden)
-            self.head_embed = nn.Embedding(len(sizes), hidden)
-            self.pos_embed = nn.Embedding(self.MAX_POSITIONS, hidden)
-            self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
-            self.out = nn.Linear(hidden, self.vocab)
-        self.to_empty(device="cpu")
-        _init_(self, gen, 1.0 / math.sqrt(hidden), 0.01)
-        self.tanh_constant = float(tanh_constant)
-        self._cache: dict[Genotype, dict[str, torch.Tensor]] = {}
-
-    def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        logits = self.out(h)
-        if self.tanh_constant > 0:
-            logits = self.tanh_constant * torch.tanh(logits / self.tanh_constant)
-        return logits
-
-    def _global_mask(self, head: int, mask: np.ndarray) -> np.ndarray:
-        row = np.zeros(self.vocab, dtype=bool)
-        o = int(self.offsets[head])
-        row[o : o + len(mask)] = mask
-        return row
-
-    def prepare(self, g: Genotype, salt: Any = None) -> dict[str, torch.Tensor]:
-        """Teacher-forcing tensors of ``g`` (raises :class:`InvalidGenotype` if it cannot be coded)."""
-        item = self._cache.get(g)
-        if item is None:
-            tokens = self.codec.encode(g)
-            steps = self.codec.steps(tokens)
-            heads = np.array([s.head for s in steps], dtype=np.int64)
-            chosen = self.offsets[heads] + np.asarray(tokens, dtype=np.int64)
-            prev = np.concatenate([[self.start_token], chosen[:-1]]).astype(np.int64)
-            masks = np.stack([self._global_mask(s.head, s.mask) for s in steps])
-            item = {
-                "prev": torch.from_numpy(prev),
-                "head": torch.from_numpy(heads),
-                "chosen": torch.from_numpy(chosen),
-                "mask": torch.from_numpy(masks),
-            }
-            self._cache[g] = item
-        return item
-
-    def evaluate(self, items: Sequence[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed log-probability and entropy of each item's decisions (`B`, `B`)."""
-        B, T = len(items), max(len(it["prev"]) for it in items)
-        prev = torch.zeros(B, T, dtype=torch.long)
-        head = torch.zeros(B, T, dtype=torch.long)
-        chosen = torch.zeros(B, T, dtype=torch.long)
-        mask = torch.ones(B, T, self.vocab, dtype=torch.bool)
-        valid = torch.zeros(B, T, dtype=torch.bool)
-        for b, it in enumerate(items):
-            n = len(it["prev"])
-            prev[b, :n], head[b, :n], chosen[b, :n] = it["prev"], it["head"], it["chosen"]
-            mask[b, :n] = it["mask"]
-            valid[b, :n] = True
-        pos = torch.arange(T).clamp(max=self.MAX_POSITIONS - 1).expand(B, T)
-        x = self.embed(prev) + self.head_embed(head) + self.pos_embed(pos)
-        h, _ = self.lstm(x)
-        logits = self._logits(h).masked_fill(~mask, float("-inf"))
-        logp_all = torch.log_softmax(logits, dim=-1)
-        logp = logp_all.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-        safe = logp_all.masked_fill(~mask, 0.0)
-        entropy = -(safe.exp() * safe).sum(-1)
-        zero = torch.zeros((), dtype=logp.dtype)
-        return torch.where(valid, logp, zero).sum(1), torch.where(valid, entropy, zero).sum(1)
-
-    @torch.no_grad()
-    def sample(self, n: int, gen: torch.Generator) -> list[Cursor | None]:
-        """``n`` decision sequences drawn from the policy (None where the codec refused one)."""
-        cursors: list[Cursor | None] = [self.codec.start() for _ in range(n)]
-        prev = torch.full((n,), self.start_token, dtype=torch.long)
-        state = None
-        t = 0
-        while any(c is not None and not c.done for c in cursors):
-            heads_np = np.zeros(n, dtype=np.int64)
-            mask_np = np.ones((n, self.vocab), dtype=bool)
-            for b, c in enumerate(cursors):
-                if c is not None and c.step is not None:
-                    heads_np[b] = head = c.step.head
-                    o = int(self.offsets[head])
-                    mask_np[b] = False
-                    mask_np[b, o : o + len(c.step.mask)] = c.step.mask
-            heads, mask = torch.from_numpy(heads_np), torch.from_numpy(mask_np)
-            pos = torch.full((n,), min(t, self.MAX_POSITIONS - 1), dtype=torch.long)
-            x = (self.embed(prev) + self.head_embed(heads) + self.pos_embed(pos)).unsqueeze(1)
-            t += 1
-            h, state = self.lstm(x, state)
-            logits = self._logits(h[:, 0]).masked_fill(~mask, float("-inf"))
-            probs = torch.softmax(logits, dim=-1)
-            picks = torch.multinomial(probs, 1, generator=gen).squeeze(1)
-            local = (picks.numpy() - self.offsets[heads_np]).tolist()
-            for b, c in enumerate(cursors):
-                if c is None or c.step is None:
-                    continue
-                try:
-                    c.advance(local[b])
-                except InvalidGenotype:
-                    cursors[b] = None
-            prev = picks
-        return cursors
-
-
-class _PreferencePolicy(nn.Module):
-    """Scores genotypes from their encodings; a choice is a softmax over a set of candidates."""
-
-    def __init__(self, space: SearchSpace, hidden: int, gen: torch.Generator, candidates: int, seed: int) -> None:
-        super().__init__()
-        self.space = space
-        self.candidates = int(candidates)
-        self.seed = seed
-        dim = int(space.encode([space.sample(np.random.default_rng(seed))]).shape[1])
-        with torch.device("meta"):
-            self.hidden = nn.Linear(dim, hidden)
-            self.out = nn.Linear(hidden, 1)
-        self.to_empty(device="cpu")
-        _init_(self, gen, 1.0 / math.sqrt(max(dim, 1)), 0.01)
-
-    def scores(self, gs: Sequence[Genotype]) -> torch.Tensor:
-        x = torch.as_tensor(self.space.encode(list(gs)), dtype=torch.float32)
-        return self.out(torch.tanh(self.hidden(x))).squeeze(-1)
-
-    def prepare(self, g: Genotype, salt: Any = None) -> dict[str, Any]:
-        """``g`` against ``candidates - 1`` alternatives drawn with a generator seeded by ``salt``."""
-        self.space.validate(g)
-        rng = np.random.default_rng([self.seed, 0x5EED, *salt])
-        return {"set": [g] + [self.space.sample(rng) for _ in range(self.candidates - 1)]}
-
-    def evaluate(self, items: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-        logps, ents = [], []
-        for it in items:
-            logp = torch.log_softmax(self.scores(it["set"]), dim=0)
-            logps.append(logp[0])
-            ents.append(-(logp.exp() * logp).sum())
-        return torch.stack(logps), torch.stack(ents)
-
-    @torch.no_grad()
-    def choose(self, gs: Sequence[Genotype], gen: torch.Generator) -> int:
-        probs = torch.softmax(self.scores(gs), dim=0)
-        return int(torch.multinomial(probs, 1, generator=gen))
+#: Warm-start schedules (see :class:`ReinforceController`'s ``schedule``).
+SCHEDULES = ("backoff", "always")
+#: ``n_init`` of the backoff rule: the first (warm) ask is judged against this many minus one after it.
+WARM_JUDGE_ASKS = 2
+#: A warm ask succeeds when it scores at least this quantile of the target's values before it
+#: (stricter than BO's median: the twin's picks are rarely poor, so the median kept it proposing a
+#: third of the asks on targets it did not help; ``benchmarks/results/transfer.md``).
+WARM_QUANTILE = 0.75
 
 
 #: Upper bounds of the controller's sizes: beyond them memory or time runs out, not the search.
@@ -244,8 +87,15 @@ class ReinforceController(Strategy):
             (then mutations of the last sample, then a fresh space sample).
         candidates: Size of the candidate set of the preference fallback (spaces without a codec).
         codec: ``"auto"`` (the space's codec, else the fallback) or ``"preference"`` (force it).
-        prior: Warm start: :class:`Observation` s (of other tasks, same space) are learned by
-            :meth:`pretrain`; genotypes are proposed first.
+        prior: Warm start: :class:`Observation` s (of other tasks, same space) pre-train a
+            controller (:meth:`pretrain`); genotypes are proposed first.
+        schedule: Who proposes in a warm-started search. ``"backoff"`` (default): two
+            controllers, this cold one and a twin pre-trained on the prior's observations, both
+            learning every observation of the target; the twin proposes by
+            :mod:`workbench.strategy.backoff`'s rule (the first ask, then a turn after ``gap``
+            cold asks: 1 while its picks score at least the upper quartile of the values so far,
+            doubling after each that does not), so a misleading prior costs few asks.
+            ``"always"``: one controller, pre-trained, proposes every ask (no way back).
 
     Raises:
         UserError: On a bad option.
@@ -285,8 +135,11 @@ class ReinforceController(Strategy):
         candidates: int = 16,
         codec: str = "auto",
         prior: Sequence[Observation | Genotype] = (),
+        schedule: str = "backoff",
     ) -> None:
         super().__init__(space, seed)
+        if schedule not in SCHEDULES:
+            raise UserError(f"rl schedule must be one of {list(SCHEDULES)}; got {schedule!r}")
         if algorithm not in ALGORITHMS:
             raise UserError(f"rl algorithm must be one of {list(ALGORITHMS)}; got {algorithm!r}")
         if codec not in ("auto", "preference"):
@@ -348,11 +201,11 @@ class ReinforceController(Strategy):
 
         gen = torch.Generator().manual_seed(self.seed)
         self.codec: TokenCodec | None = make_codec(space) if codec == "auto" else None
-        self.policy: _SequencePolicy | _PreferencePolicy
+        self.policy: SequencePolicy | PreferencePolicy
         if self.codec is not None:
-            self.policy = _SequencePolicy(self.codec, self.hidden_size, gen, tanh_constant)
+            self.policy = SequencePolicy(self.codec, self.hidden_size, gen, tanh_constant)
         else:
-            self.policy = _PreferencePolicy(space, self.hidden_size, gen, int(candidates), self.seed)
+            self.policy = PreferencePolicy(space, self.hidden_size, gen, int(candidates), self.seed)
         self._optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
         self._reset_stats()
         self._learned = 0  # observations of ``history`` already learned
@@ -364,7 +217,29 @@ class ReinforceController(Strategy):
         odd = [type(p).__name__ for p in prior if not isinstance(p, (Genotype, Observation))]
         if odd:
             raise UserError(f"rl prior must hold Observations or Genotypes; got {sorted(set(odd))}")
-        if prior_obs:
+        self.schedule = schedule
+        #: The controller pre-trained on the prior (``schedule="backoff"`` with a prior), else None.
+        self.warm_twin: ReinforceController | None = None
+        if prior_obs and schedule == "backoff":
+            options = {
+                "algorithm": algorithm,
+                "lr": lr,
+                "entropy_weight": entropy_weight,
+                "baseline_decay": baseline_decay,
+                "hidden_size": hidden_size,
+                "batch_size": batch_size,
+                "ppo_epochs": ppo_epochs,
+                "ppo_clip": ppo_clip,
+                "tanh_constant": tanh_constant,
+                "max_grad_norm": max_grad_norm,
+                "elite": elite,
+                "elite_weight": elite_weight,
+                "resample": resample,
+                "candidates": candidates,
+                "codec": codec,
+            }
+            self.warm_twin = ReinforceController(space, seed, **options, prior=prior_obs, schedule="always")
+        elif prior_obs:
             self.pretrain(prior_obs)
 
     # -- learning ----------------------------------------------------------------------------
@@ -455,8 +330,11 @@ class ReinforceController(Strategy):
         self._optimizer.step()
 
     def tell(self, observations: Sequence[Observation]) -> None:
-        """Record outcomes and learn every complete chunk of ``batch_size``, in order."""
+        """Record outcomes and learn every complete chunk of ``batch_size``, in order (the warm
+        twin too)."""
         super().tell(observations)
+        if self.warm_twin is not None:
+            self.warm_twin.tell(observations)
         while len(self.history) - self._learned >= self.batch_size:
             hi = self._learned + self.batch_size
             seen = [(o, (0, j)) for j, o in enumerate(self.history[:hi])]
@@ -494,15 +372,29 @@ class ReinforceController(Strategy):
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         taken = {g.key for g in pending}
         queued = [g for g in self.prior_genotypes if self.is_new(g, taken) and self.space.contains(g)]
+        # the warm twin's turn is decided on the told values; in a batch it proposes first
+        twin = self.warm_twin if self.warm_turn() else None
         out: list[Proposal] = []
         for _ in range(n):
-            g = queued.pop(0) if queued else self._propose(rng, gen, taken)
-            taken.add(g.key)
-            out.append(Proposal(g))
+            if queued:
+                out.append(Proposal(queued.pop(0), origin=ORIGIN_PRIOR))
+            elif twin is not None:
+                out.append(Proposal(twin._propose(rng, gen, taken), origin=ORIGIN_TRANSFER))
+                twin = None
+            else:
+                out.append(Proposal(self._propose(rng, gen, taken)))
+            taken.add(out[-1].genotype.key)
         return out
 
+    def warm_turn(self) -> bool:
+        """True when the next ask is the warm twin's (:func:`~workbench.strategy.backoff.backoff_turn`
+        on the target's successful values, with one cold ask to judge the first warm one)."""
+        if self.warm_twin is None:
+            return False
+        return backoff_turn([float(o.value) for o in self.history if o.ok], WARM_JUDGE_ASKS, WARM_QUANTILE)
+
     def _propose(self, rng: np.random.Generator, gen: torch.Generator, taken: set[str]) -> Genotype:
-        if isinstance(self.policy, _PreferencePolicy):
+        if isinstance(self.policy, PreferencePolicy):
             return self._propose_preference(rng, gen, taken)
         last: Genotype | None = None
         drawn = 0
