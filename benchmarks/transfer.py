@@ -20,6 +20,8 @@ The target search then runs with:
   (``prepare_options`` with the budget and the warm start on offer, then
   ``warm_start_options``). ``--hedge N`` passes ``hedge=N`` when BO still takes that option;
 * ``mtgp``: the same with ``transfer="mtgp"``;
+* ``copula``: the same with ``transfer="copula"`` (BO's own CTS-like model,
+  :mod:`workbench.strategy.bo.copula`, in BO's warm-start schedule);
 * ``cold``: BO without sources, with its defaults; it does not depend on the regime, so it runs
   once per (target, seed) and every regime is compared with the same cold searches (paired on
   the seeds);
@@ -96,14 +98,24 @@ import numpy as np
 from _jobs import in_order  # benchmarks/_jobs.py
 
 LARGE = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv")
-METHODS = ("rgpe", "mtgp", "design", "cold", "random", "naive", "cts", "box")
+METHODS = (
+    "rgpe",
+    "mtgp",
+    "copula",
+    "design",
+    "cold",
+    "random",
+    "naive",
+    "cts",
+    "box",
+)
 DEFAULT_METHODS = ("rgpe", "cold", "random", "naive", "cts", "box")
 #: Methods without sources: run once per (target, seed) and shared by every regime.
 SHARED = ("cold", "random")
 #: BO warm-started by the workbench (the methods the issue's tests are about).
-WARM = ("rgpe", "mtgp", "design")
+WARM = ("rgpe", "mtgp", "copula", "design")
 #: Methods compared with cold BO seed by seed.
-COMPARED = ("rgpe", "mtgp", "naive", "cts", "box")
+COMPARED = ("rgpe", "mtgp", "copula", "naive", "cts", "box")
 REGIMES = {
     "A": "leave one dataset out, evolution sources",
     "B": "leave one dataset out, random-search sources",
@@ -145,10 +157,14 @@ def build_strategy(name: str, space, seed: int, budget: int, options: dict | Non
 
 
 def bo_options(method: str, hedge: int | None = None) -> dict:
-    """BO's options for a method: none but what the method names (BO's defaults otherwise)."""
+    """BO's options for a method ``MODEL`` or ``MODEL-SCHEDULE``: none but what the method names
+    (BO's defaults otherwise)."""
     opts: dict = {}
-    if method in ("mtgp", "design"):
-        opts["transfer"] = method
+    model, _, schedule = method.partition("-")
+    if model in ("mtgp", "copula", "design"):
+        opts["transfer"] = model
+    if schedule:
+        opts["schedule"] = schedule
     if hedge is not None and method in WARM:
         opts["hedge"] = hedge
     return opts

@@ -1,4 +1,5 @@
-"""Multi-task BO warm-started from other tasks (``bo`` with ``sources``): RGPE and the fast ICM GP."""
+"""Multi-task BO warm-started from other tasks (``bo`` with ``sources``): RGPE, the fast ICM GP and the
+copula prior."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from workbench.errors import UserError  # noqa: E402
 from workbench.evaluate.tabular import table_arrays  # noqa: E402
 from workbench.space.nbgraph import NBGraphSpace  # noqa: E402
 from workbench.strategy.base import Observation, WarmSource, WarmStart  # noqa: E402
+from workbench.strategy.bo.copula import CopulaPrior  # noqa: E402
 from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout  # noqa: E402
 from workbench.strategy.bo.mtgp import FastMultiTaskGP  # noqa: E402
 from workbench.strategy.bo.mtgp_fit import SourceObjective  # noqa: E402
@@ -179,8 +181,8 @@ def test_warm_start_options_hand_over_the_sources(space):
     assert mo.transfer_model == "" and mo.prior == raw[0].best(2)
 
 
-@pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
-def test_both_multi_task_models_are_transfer_models(space, transfer):
+@pytest.mark.parametrize("transfer", ["rgpe", "mtgp", "copula"])
+def test_the_multi_task_models_are_transfer_models(space, transfer):
     raw = _sources(space, [("cs", table_arrays("cs").val_accuracy)], 30)
     strat = BayesianOptimization(space, seed=0, sources=raw, transfer=transfer)
     assert strat._transfer.ready()
@@ -192,7 +194,7 @@ def test_both_multi_task_models_are_transfer_models(space, transfer):
     assert strat.last_ask["transfer"] == transfer and set(strat.last_ask["source_weights"]) == {"cs"}
 
 
-@pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
+@pytest.mark.parametrize("transfer", ["rgpe", "mtgp", "copula"])
 def test_a_source_that_is_the_target_itself_finds_the_top_1_percent_far_faster(space, vals, transfer):
     threshold = float(np.quantile(vals, 0.99))
     warm, cold = [], []
@@ -218,7 +220,7 @@ def test_an_anticorrelated_source_gets_no_weight_and_costs_little(space, vals):
     assert hit_warm <= hit_cold + 10, (hit_warm, hit_cold)
 
 
-@pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
+@pytest.mark.parametrize("transfer", ["rgpe", "mtgp", "copula"])
 def test_replay_with_sources_reproduces_the_next_proposal(space, vals, transfer):
     raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("arxiv", table_arrays("arxiv").val_accuracy)])
     a = BayesianOptimization(space, seed=3, sources=raw, transfer=transfer)
@@ -237,7 +239,7 @@ def test_replay_with_sources_reproduces_the_next_proposal(space, vals, transfer)
     assert [c.ask(1)[0].genotype] == [told[0].genotype]  # the same first proposal
 
 
-@pytest.mark.parametrize("transfer", ["rgpe", "mtgp"])
+@pytest.mark.parametrize("transfer", ["rgpe", "mtgp", "copula"])
 def test_sources_are_fitted_once_not_on_every_ask(space, vals, transfer, monkeypatch):
     raw = _sources(
         space,
@@ -318,3 +320,75 @@ def test_hedge_turns_propose_what_cold_bo_would(space, vals):
     assert not never.cold_turn()
     with pytest.raises(UserError, match="hedge"):
         BayesianOptimization(space, hedge=-1)
+
+
+def test_copula_prior_pools_the_sources_and_the_residual_gp_follows_the_target(space, vals):
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy), ("arxiv", table_arrays("arxiv").val_accuracy)])
+    strat = BayesianOptimization(space, seed=0, sources=raw, transfer="copula")
+    assert strat._transfer.ready()
+    model = strat._transfer.model
+    assert isinstance(model, CopulaPrior) and model.source_fits == 1 and not model.has_target
+    assert model.source_weights() == {"cs": 0.5, "arxiv": 0.5}
+    cands = strat._transfer.pool
+    rows = np.arange(len(cands))
+    prior = model.mean(cands, rows)
+    # the forest ranks what the sources observed like the sources' values do
+    for src in strat._transfer.sources:
+        seen = np.array([strat.full_pool.index_of(g) for g in src.genotypes])
+        assert np.corrcoef(prior[seen], src.y.numpy())[0, 1] > 0.5
+    # with target data, the mean at the observed points is close to the target's own values
+    obs = [space.pool()[i] for i in range(0, 2000, 100)]
+    x0 = torch.as_tensor(strat._features(obs), dtype=DTYPE)
+    y0 = torch.as_tensor(transform_targets(np.array([vals[space.index_of(g)] for g in obs]), "rank"), dtype=DTYPE)
+    model.update(x0, y0, np.random.default_rng(0))
+    assert model.has_target and 0.0 <= model.weight <= 1.0 and model.target_weight == 1.0 - model.weight
+    at = np.array([strat.full_pool.index_of(g) for g in obs])
+    assert np.corrcoef(model.mean(cands, at), y0.numpy())[0, 1] > 0.9
+    far = np.setdiff1d(rows[:5000], at)
+    assert np.all(model.variance(cands, far) <= model.variance_bound(cands, far) + 1e-9)
+    assert np.all(model.variance_bound(cands, far) <= model.prior_bound(cands, far) + 1e-9)
+    assert np.all(model.variance(cands, at) < model.prior_var)
+    fantasy = model.fantasize(torch.as_tensor(cands.x[far[:3]]))
+    assert np.all(fantasy.variance(cands, far[:3]) < model.variance(cands, far[:3]))
+    assert model.target.x.shape[0] == len(obs)  # the model itself is unchanged
+
+
+def test_copula_transfer_in_a_space_without_a_pool_and_in_batches(chain_space, rng, space, vals):
+    gs = [chain_space.sample(rng) for _ in range(30)]
+    src = [WarmSource("other", tuple(gs), rng.normal(size=30), 1.0)]
+    strat = BayesianOptimization(chain_space, seed=0, sources=src, transfer="copula", n_samples=100, n_mutations=20)
+    seen = set()
+    for _ in range(8):
+        (p,) = strat.ask(1)
+        chain_space.validate(p.genotype)
+        assert p.genotype.key not in seen
+        seen.add(p.genotype.key)
+        strat.tell([Observation(p.genotype, float(rng.normal()))])
+    assert strat.transfer_model == "copula" and set(strat.source_weights()) == {"other"}
+    raw = _sources(space, [("cs", table_arrays("cs").val_accuracy)])
+    batch = BayesianOptimization(space, seed=0, sources=raw, transfer="copula")
+    first = batch.ask(3)
+    batch.tell([Observation(p.genotype, float(vals[space.index_of(p.genotype)])) for p in first])
+    more = batch.ask(3, pending=[first[0].genotype])
+    assert len({p.genotype.key for p in first + more}) == 6
+
+
+def test_copula_prior_that_ranks_the_target_backwards_gets_no_weight(space, vals):
+    gs, vs = _search_history(space, vals, seed=7, n=100, strategy="random")
+    anti = [WarmSource("anti", tuple(gs), -vs, 1.0)]
+    strat = BayesianOptimization(space, seed=0, sources=anti, transfer="copula")
+    assert strat._transfer.ready()
+    model = strat._transfer.model
+    obs = [space.pool()[i] for i in range(0, 3000, 150)]
+    x0 = torch.as_tensor(strat._features(obs), dtype=DTYPE)
+    y0 = torch.as_tensor(transform_targets(np.array([vals[space.index_of(g)] for g in obs]), "rank"), dtype=DTYPE)
+    model.update(x0, y0, np.random.default_rng(0))
+    assert model.weight == 0.0 and model.source_weights() == {"anti": 0.0}
+    own = GPModel.fit(x0, y0, strat._layout(), FitSettings())  # cold BO's model of the same data
+    rows = np.arange(0, 26000, 13)
+    expect = own.predict(strat._transfer.pool.x[torch.as_tensor(rows)])
+    assert np.allclose(model.mean(strat._transfer.pool, rows), expect[0].numpy(), atol=1e-8)
+    assert np.allclose(model.variance(strat._transfer.pool, rows), expect[1].numpy(), atol=1e-8)
+    untrusting = CopulaPrior(strat._transfer.sources, strat._layout(), FitSettings(), trust=False)
+    untrusting.update(x0, y0, np.random.default_rng(0))
+    assert untrusting.weight == 1.0  # CTS's CGP: the forest is always the prior mean

@@ -362,6 +362,11 @@ class GPModel:
             out += float(self.hp.outputscales[b]) * torch.exp(-0.5 * _sqdist(z, self._scaled_train[b]))
         return out
 
+    def believe(self, x: Tensor) -> GPModel:
+        """This GP with ``x`` added at its own posterior mean, same hyperparameters (kriging
+        believer: how batches and pending points are fantasized)."""
+        return GPModel(torch.cat([self.x, x]), torch.cat([self.y, self.predict_mean(x)]), self.layout, self.hp)
+
     def predict_mean(self, xc: Tensor, chunk: int = 8192) -> Tensor:
         """Posterior mean only (`m`): one cross-covariance, no solve."""
         out = []

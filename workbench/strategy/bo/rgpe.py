@@ -220,10 +220,7 @@ class RGPE:
             return self
         other = RGPE.__new__(RGPE)
         other.__dict__.update(self.__dict__)
-        mean = self.target.predict_mean(x)
-        other.target = GPModel(
-            torch.cat([self.target.x, x]), torch.cat([self.target.y, mean]), self.layout, self.target.hp
-        )
+        other.target = self.target.believe(x)
         other.version = next_version()
         other._key = None
         return other

@@ -125,8 +125,10 @@ class BayesianOptimization(Strategy):
             (:mod:`workbench.strategy.bo.transfer`) on the asks its ``schedule`` gives it;
             several objectives evaluate each source's two best architectures first instead.
         transfer: How a warm start is used: ``"rgpe"`` (ranking-weighted ensemble of per-task
-            GPs, robust to unrelated sources) or ``"mtgp"`` (an ICM ``MultiTaskGP``), each a
-            multi-task model of the sources' observations; or ``"design"``: the sources' best
+            GPs, robust to unrelated sources), ``"mtgp"`` (an ICM ``MultiTaskGP``) or
+            ``"copula"`` (a random forest over all sources' copula values as the prior mean, a GP
+            on the target's residuals: :mod:`workbench.strategy.bo.copula`), each a multi-task
+            model of the sources' observations; or ``"design"``: the sources' best
             architectures (the warm start's ``prior``) are the initial design, then cold BO (a
             meta-learned initial design, Feurer et al. 2015).
         source_points: Most observations used per source.
@@ -211,7 +213,7 @@ class BayesianOptimization(Strategy):
         #: Timings and details of the last model-based ask (seconds), for benchmarks.
         self.last_ask: dict[str, Any] = {}
         self._transfer = self._make_transfer(sources, transfer, source_points)
-        #: The multi-task model in use (``"rgpe"``, ``"mtgp"``), ``""`` without sources.
+        #: The multi-task model in use (``"rgpe"``, ``"mtgp"``, ``"copula"``), ``""`` without sources.
         self.transfer_model = transfer if self._transfer is not None else ""
 
     @classmethod

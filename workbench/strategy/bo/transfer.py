@@ -8,7 +8,7 @@ give its current observations); the proposer never reads or writes the strategy 
 returns how each ask went as an :class:`AskRecord` for the strategy to keep.
 
 The proposer prepares the sources (:mod:`.sources`) and builds its model on the first ask: RGPE
-(:mod:`.rgpe`) or the fast multi-task GP (:mod:`.mtgp`), both
+(:mod:`.rgpe`), the fast multi-task GP (:mod:`.mtgp`) or the copula prior (:mod:`.copula`), all
 :class:`~workbench.strategy.bo.transfer_model.TransferModel` s. Sources never change during a
 search, so everything that depends only on them (source fits, their predictions on a tabular
 space's pool) is computed once and cached; each ask only fits what depends on the target's
@@ -37,6 +37,7 @@ from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import Observation, WarmSource
 from workbench.strategy.bo.acquisition import top_log_ei_rows
+from workbench.strategy.bo.copula import CopulaPrior
 from workbench.strategy.bo.model import DTYPE, FitSettings, KernelLayout
 from workbench.strategy.bo.mtgp import FastMultiTaskGP
 from workbench.strategy.bo.pool import FullPool, SampledPool
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 #: The multi-task models, by their ``transfer`` option.
-TRANSFER_MODELS = ("rgpe", "mtgp")
+TRANSFER_MODELS = ("rgpe", "mtgp", "copula")
 #: Uniformly random proposals after the sources' best and before the model is used.
 RANDOM_PROBES = 1
 
@@ -102,7 +103,7 @@ class AskRecord:
         acq_s: Seconds choosing among the candidates.
         candidates: Candidates considered.
         observations: The target's usable observations.
-        transfer: The model (``"rgpe"``, ``"mtgp"``).
+        transfer: The model (``"rgpe"``, ``"mtgp"``, ``"copula"``).
         source_weights: The model's trust in each source.
         target_weight: The target model's share (RGPE), None where the model has none.
         setup_s: Seconds of the one-off source preparation (features, source fits).
@@ -130,6 +131,8 @@ def make_transfer_model(
         return RGPE(sources, layout, settings, n_bootstrap)
     if method == "mtgp":
         return FastMultiTaskGP(sources, layout, settings)
+    if method == "copula":
+        return CopulaPrior(sources, layout, settings)
     raise UserError(f"bo transfer must be one of {list(TRANSFER_MODELS)}; got {method!r}")
 
 
@@ -147,7 +150,7 @@ class TransferProposer:
     Args:
         context: What the proposer needs of its strategy.
         sources: The warm start's sources.
-        method: ``"rgpe"`` or ``"mtgp"``.
+        method: One of :data:`TRANSFER_MODELS`.
         max_source_points: Most observations kept per source.
         n_bootstrap: RGPE's bootstrap samples.
     """

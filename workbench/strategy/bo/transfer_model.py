@@ -2,8 +2,9 @@
 
 :class:`TransferModel` is what :class:`~workbench.strategy.bo.transfer.TransferProposer` and
 :func:`~workbench.strategy.bo.acquisition.top_log_ei_rows` use of a model of the target task
-that also learns from other tasks (sources): :class:`~workbench.strategy.bo.rgpe.RGPE` and
-:class:`~workbench.strategy.bo.mtgp.FastMultiTaskGP` implement it. A model is built once per
+that also learns from other tasks (sources): :class:`~workbench.strategy.bo.rgpe.RGPE`,
+:class:`~workbench.strategy.bo.mtgp.FastMultiTaskGP` and
+:class:`~workbench.strategy.bo.copula.CopulaPrior` implement it. A model is built once per
 search from the prepared sources (its source part is fitted then and never again); each ask
 conditions it on the target's observations (:meth:`TransferModel.update`) and scores candidate
 rows of a :class:`~workbench.strategy.bo.pool_kernel.Candidates`, where it may cache per-row
@@ -33,7 +34,7 @@ class TransferModel(Protocol):
     per task: zero mean, unit variance).
 
     Attributes:
-        name: The ``transfer`` option that selects it (``"rgpe"``, ``"mtgp"``).
+        name: The ``transfer`` option that selects it (``"rgpe"``, ``"mtgp"``, ``"copula"``).
         source_fits: Fits of the source part so far (they happen once, when it is built).
     """
 
