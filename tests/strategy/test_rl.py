@@ -314,11 +314,11 @@ def test_warm_twin_helps_with_a_good_prior_and_steps_aside_from_a_misleading_one
         return np.mean([np.mean(v) for v, _ in out]), np.mean([o.count(ORIGIN_TRANSFER) for _, o in out])
 
     cold, _ = run([])
-    good, good_turns = run(_source(space, 1.0))
+    good, _ = run(_source(space, 1.0))
     bad, bad_turns = run(_source(space, -1.0))
     always_bad, _ = run(_source(space, -1.0), "always")
     assert good > cold + 0.5  # the pre-trained twin finds the planted cell faster
-    assert bad_turns < good_turns  # a misleading twin gets fewer turns
+    assert bad_turns <= 8  # a misleading twin gets few of the 30 asks (about log2 of them)
     assert bad > always_bad + 0.3  # and costs less than trusting it on every ask
 
 

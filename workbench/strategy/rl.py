@@ -41,10 +41,11 @@ ALGORITHMS = ("reinforce", "ppo")
 SCHEDULES = ("backoff", "always")
 #: ``n_init`` of the backoff rule: the first (warm) ask is judged against this many minus one after it.
 WARM_JUDGE_ASKS = 2
-#: A warm ask succeeds when it scores at least this quantile of the target's values before it
-#: (stricter than BO's median: the twin's picks are rarely poor, so the median kept it proposing a
-#: third of the asks on targets it did not help; ``benchmarks/results/transfer.md``).
-WARM_QUANTILE = 0.75
+#: A warm ask succeeds when it scores at least this quantile of the target's values before it:
+#: 1.0, a new best (stricter than BO's median: the twin's picks are rarely poor, so the median or
+#: the upper quartile kept it proposing a quarter to a third of the asks on targets it did not
+#: help; ``benchmarks/results/transfer.md``).
+WARM_QUANTILE = 1.0
 
 
 #: Upper bounds of the controller's sizes: beyond them memory or time runs out, not the search.
@@ -93,8 +94,8 @@ class ReinforceController(Strategy):
             controllers, this cold one and a twin pre-trained on the prior's observations, both
             learning every observation of the target; the twin proposes by
             :mod:`workbench.strategy.backoff`'s rule (the first ask, then a turn after ``gap``
-            cold asks: 1 while its picks score at least the upper quartile of the values so far,
-            doubling after each that does not), so a misleading prior costs few asks.
+            cold asks: 1 while its picks are new bests, doubling after each that is not), so
+            a misleading prior costs few asks.
             ``"always"``: one controller, pre-trained, proposes every ask (no way back).
 
     Raises:
