@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import drive
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -95,16 +96,6 @@ def test_transform_targets():
 # -- the strategy -------------------------------------------------------------------------
 
 
-def _drive(s, objective, n: int) -> list[Observation]:
-    obs = []
-    for _ in range(n):
-        (p,) = s.ask(1)
-        o = Observation(p.genotype, objective(p.genotype))
-        s.tell([o])
-        obs.append(o)
-    return obs
-
-
 def _nb_objective(dataset: str = "cora"):
     from workbench.evaluate.tabular import table_arrays
     from workbench.space.nbgraph import NBGraphSpace
@@ -141,7 +132,7 @@ def test_planted_optimum_found_faster_than_random():
     for name in ("random", "bo"):
         bests = []
         for seed in range(4):
-            obs = _drive(make_strategy(name, space, seed=seed), f, 24)
+            obs = drive(make_strategy(name, space, seed=seed), f, 24)
             bests.append(max(o.value for o in obs))
         finals[name] = float(np.mean(bests))
     assert finals["bo"] > finals["random"]
@@ -150,7 +141,7 @@ def test_planted_optimum_found_faster_than_random():
 def test_batch_asks_with_pending_are_distinct():
     space, arrays = _nb_objective()
     s = make_strategy("bo", space, seed=0, n_init=4)
-    _drive(s, lambda g: float(arrays.val_accuracy[space.index_of(g)]), 8)
+    drive(s, lambda g: float(arrays.val_accuracy[space.index_of(g)]), 8)
     first = [p.genotype for p in s.ask(3)]
     second = [p.genotype for p in s.ask(4, pending=first)]
     keys = [g.key for g in first + second]
@@ -163,7 +154,7 @@ def test_batch_asks_with_pending_are_distinct():
 
 def test_batch_on_a_sampled_pool(chain_space):
     s = make_strategy("bo", chain_space, seed=3, n_init=3)
-    _drive(s, lambda g: float(len(g.value["layers"])), 6)
+    drive(s, lambda g: float(len(g.value["layers"])), 6)
     pend = [p.genotype for p in s.ask(2)]
     props = [p.genotype for p in s.ask(3, pending=pend)]
     assert len({g.key for g in props + pend}) == 5
@@ -182,7 +173,7 @@ def test_local_search_of_the_acquisition_on_a_sampled_pool(chain_space):
     plain = make_strategy("bo", chain_space, seed=5, n_init=3)
     local = make_strategy("bo", chain_space, seed=5, n_init=3, local_rounds=3, local_top=4, local_children=5)
     for s in (plain, local):
-        _drive(s, f, 6)
+        drive(s, f, 6)
     best = {}
     for name, s in (("plain", plain), ("local", local)):
         models, used, ys = s._models()
@@ -224,8 +215,8 @@ def test_same_seed_same_proposals_and_replay_on_the_full_pool():
         return float(arrays.val_accuracy[space.index_of(g)])
 
     original = make_strategy("bo", space, seed=11, n_init=3)
-    a = _drive(original, f, 9)
-    b = _drive(make_strategy("bo", space, seed=11, n_init=3), f, 9)
+    a = drive(original, f, 9)
+    b = drive(make_strategy("bo", space, seed=11, n_init=3), f, 9)
     assert [o.genotype for o in a] == [o.genotype for o in b]
     expected = [p.genotype for p in original.ask(2)]
     fresh = make_strategy("bo", space, seed=11, n_init=3)
@@ -249,7 +240,7 @@ def test_joint_space_proposals_carry_hyperparameters():
         hp = JointSpace.hyperparameters(g)
         return -abs(math.log10(hp["lr"]) + 2.0)  # best lr = 1e-2
 
-    _drive(s, f, 8)
+    drive(s, f, 8)
     layout = s._layout()
     assert layout.n_blocks == 1 and layout.n_groups == 1 + 4  # architecture + one per hyperparameter
     for p in s.ask(2):

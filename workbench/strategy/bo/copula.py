@@ -38,7 +38,7 @@ from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayou
 from workbench.strategy.bo.pool_kernel import Candidates, gp_pool_mean, gp_subset_bound, gp_variance
 from workbench.strategy.bo.rgpe import leave_pair_out_wrong, rgpe_weights, wrong_pairs
 from workbench.strategy.bo.sources import PreparedSource, prior_weights
-from workbench.strategy.bo.transfer_model import data_key, next_version
+from workbench.strategy.bo.transfer_model import believed_copy, data_key, next_version
 
 __all__ = ["FOREST_SEED", "CopulaPrior", "fit_forest"]
 
@@ -136,12 +136,7 @@ class CopulaPrior:
         """A copy whose residual GP also holds ``x`` at its posterior mean (kriging believer)."""
         if self.target is None or x.shape[0] == 0:
             return self
-        other = CopulaPrior.__new__(CopulaPrior)
-        other.__dict__.update(self.__dict__)
-        other.target = self.target.believe(x)
-        other.version = next_version()
-        other._key = None
-        return other
+        return believed_copy(self, x)
 
     @property
     def has_target(self) -> bool:

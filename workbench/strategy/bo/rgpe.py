@@ -27,7 +27,7 @@ from torch import Tensor
 from workbench.strategy.bo.model import FitSettings, GPModel, KernelLayout, single_threaded
 from workbench.strategy.bo.pool_kernel import Candidates, gp_pool_mean, gp_subset_bound, gp_variance
 from workbench.strategy.bo.sources import PreparedSource, prior_weights
-from workbench.strategy.bo.transfer_model import data_key, next_version
+from workbench.strategy.bo.transfer_model import believed_copy, data_key, next_version
 
 __all__ = ["RGPE", "leave_pair_out_wrong", "ranking_losses", "rgpe_weights", "wrong_pairs"]
 
@@ -218,12 +218,7 @@ class RGPE:
         hyperparameters): kriging believer for batches and pending points."""
         if self.target is None or x.shape[0] == 0:
             return self
-        other = RGPE.__new__(RGPE)
-        other.__dict__.update(self.__dict__)
-        other.target = self.target.believe(x)
-        other.version = next_version()
-        other._key = None
-        return other
+        return believed_copy(self, x)
 
     # -- predictions --------------------------------------------------------------------------------
     def _models(self) -> list[tuple[int, GPModel, float]]:

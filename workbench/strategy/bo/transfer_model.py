@@ -16,6 +16,7 @@ target's data changed) and :func:`next_version` (keys of what a model caches on 
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -94,6 +95,17 @@ _VERSIONS = itertools.count()
 def next_version() -> int:
     """A number never handed out before in this process (a model's state, as a cache key)."""
     return next(_VERSIONS)
+
+
+def believed_copy(model, x: Tensor):
+    """A shallow copy of ``model`` whose ``target`` GP also holds ``x`` at its own posterior mean
+    (kriging believer, :meth:`GPModel.believe`), with a new version: how a transfer model with a
+    single target GP fantasizes batches and pending points."""
+    other = copy.copy(model)
+    other.target = model.target.believe(x)
+    other.version = next_version()
+    other._key = None
+    return other
 
 
 def data_key(x: Tensor, y: Tensor) -> tuple:
