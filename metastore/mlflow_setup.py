@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from metastore.errors import NoStore, StoreError
+from metastore.sqlite_reader import connect_read_only
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def sqlite_state(db_path: str) -> str:
     try:
         if os.path.getsize(db_path) == 0:
             return "empty"
-        con = sqlite3.connect("file:" + urllib.parse.quote(db_path) + "?mode=ro", uri=True, timeout=30.0)
+        con = connect_read_only(db_path)
         try:
             names = {
                 row[0]

@@ -7,7 +7,11 @@ stores :class:`~metastore.mlflow_store.MlflowStore` reads what it needs most oft
 search (trial numbering), and a trial's state (the "still running?" check before logging metrics).
 
 This module depends on MLflow's tracking-database layout (the SQLAlchemy store of MLflow 2 and 3),
-and on nothing else of MLflow; it never writes. Tables and columns read:
+and on nothing else of MLflow; it never writes nasw's records. The one write it may cause is
+SQLite's own recovery: a writer killed inside a transaction (SIGKILL, power loss) leaves a *hot
+journal* that must be rolled back before anyone can read, and a read-only connection cannot do
+that (``attempt to write a readonly database``); :func:`connect_read_only` then lets a read-write
+connection roll it back, once, and reads on (:func:`recover_hot_journal`). Tables and columns read:
 
     * ``runs``: ``run_uuid``, ``experiment_id``, ``start_time`` (ms), ``lifecycle_stage``
       (``active`` / ``deleted``), ``artifact_uri``;
@@ -22,6 +26,7 @@ propagates; the store then falls back to the MLflow client, which reads the same
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -35,6 +40,36 @@ from metastore.records import FINISHED, TaskHistory
 GenotypeReader = Callable[[str, str], str]
 
 
+def recover_hot_journal(db_path: str) -> None:
+    """Roll back what a killed writer left half-done: a read-write connection's first read
+    replays the hot journal (SQLite does this itself; nothing of nasw's is written)."""
+    con = sqlite3.connect(db_path, timeout=30.0)
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    finally:
+        con.close()
+
+
+def connect_read_only(db_path: str) -> sqlite3.Connection:
+    """A read-only connection to ``db_path`` (the file is never created), after rolling back a
+    killed writer's hot journal where the file is writable (:func:`recover_hot_journal`).
+
+    Raises:
+        sqlite3.Error: The file cannot be read.
+    """
+    uri = "file:" + urllib.parse.quote(db_path) + "?mode=ro"
+    con = sqlite3.connect(uri, uri=True, timeout=30.0)
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.OperationalError as exc:
+        con.close()
+        if "readonly" not in str(exc) or not os.access(db_path, os.W_OK):
+            raise
+        recover_hot_journal(db_path)
+        con = sqlite3.connect(uri, uri=True, timeout=30.0)
+    return con
+
+
 class SqliteReader:
     """Read-only queries on one MLflow SQLite tracking database (see the module docstring).
 
@@ -46,9 +81,8 @@ class SqliteReader:
         self.db_path = db_path
 
     def connect(self) -> sqlite3.Connection:
-        """A read-only connection (the file is never created or written)."""
-        uri = "file:" + urllib.parse.quote(self.db_path) + "?mode=ro"
-        return sqlite3.connect(uri, uri=True, timeout=30.0)
+        """A read-only connection (the file is never created; see :func:`connect_read_only`)."""
+        return connect_read_only(self.db_path)
 
     def rows(self, query: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one read-only query."""

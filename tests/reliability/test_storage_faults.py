@@ -123,6 +123,40 @@ def test_a_real_exclusive_lock_held_for_a_while_delays_a_write_but_loses_nothing
     assert open_store(uri).trial(tid) == before
 
 
+_KILLED_WRITER = """
+import os, signal, sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA cache_size=1")  # spill to the file: the journal becomes hot
+con.execute("BEGIN")
+con.execute("UPDATE tags SET value = value || 'half-written'")
+con.execute("CREATE TABLE junk(x)")
+con.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+            "INSERT INTO junk SELECT randomblob(4000) FROM n")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_writer_killed_inside_a_transaction_leaves_a_store_that_opens_and_reads_back(tmp_path):
+    """SIGKILL inside a write transaction leaves a hot journal; SQLite's read-only connections
+    cannot roll it back ("attempt to write a readonly database"), which made the next
+    ``nasw search --resume`` fail to open the store. It must open and read what was committed."""
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    store = open_store(uri)
+    sid = store.start_search("t", strategy="random", space="chain-v1", seed=0, objective="val_accuracy")
+    tid = store.start_trial(sid, '{"space":"chain-v1","spec":{}}', "k")
+    store.finish_trial(tid, state="finished", metrics={"val_accuracy": 0.5})
+    before = store.trial(tid)
+    db = store._db_path
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, db], check=False)
+    assert os.path.exists(db + "-journal")
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # what a read-only reader meets
+        sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute("SELECT count(*) FROM runs").fetchall()
+    again = open_store(uri)
+    assert again.trial(tid) == before
+    assert [s.search_id for s in again.searches("t")] == [sid]
+    assert again.trials(sid)[0].metrics["val_accuracy"] == 0.5
+
+
 def test_a_store_that_fails_mid_search_stops_it_with_one_line_then_resume_completes(tmp_path, capsys, monkeypatch):
     """The store starts refusing writes after two trials: the search stops with one error line;
     the two finished trials are intact; `nasw resume` fails the interrupted one and completes."""
