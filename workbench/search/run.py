@@ -534,7 +534,7 @@ class Search:
 
     def source_use(self) -> str:
         """One line on how much a warm start was used: trials that came from the sources (their
-        best architectures, the transfer model's choices) and each source's final trust; ``""``
+        best architectures, a model of the sources' choices) and each source's final trust; ``""``
         for a cold search."""
         if self.warm is None or not self.warm.sources:
             return ""
@@ -547,7 +547,7 @@ class Search:
         ranked = ", ".join(f"{task} {w:.2f}" for task, w in sorted(trust.items(), key=lambda kv: -kv[1]))
         return (
             f"warm start: {prior + model} of {len(self.records)} trials came from the sources "
-            f"({prior} of their best architectures, {model} chosen by the transfer model); "
+            f"({prior} of their best architectures, {model} chosen by a model of the sources); "
             f"final trust: {ranked}"
         )
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from workbench.strategy.bo.consensus import source_gps, source_pool_mean
 from workbench.strategy.bo.model import FitSettings, GPModel, KernelLayout, single_threaded
 from workbench.strategy.bo.pool_kernel import Candidates, gp_pool_mean, gp_subset_bound, gp_variance
 from workbench.strategy.bo.sources import PreparedSource, prior_weights
@@ -149,6 +150,9 @@ class RGPE:
             sources agree. None (default): the ranking weights alone. Measured with leave-one-out
             target losses (6 seeds, evaluations to the top 1%, c = 10 vs None): cora 41 vs 60.5,
             citeseer 6 vs 10.5, but cs 17 vs 8.5 and photo 23 vs 17.5.
+        gps: The sources' GPs, already fitted (:func:`~workbench.strategy.bo.consensus.source_gps`,
+            shared with the proposer's :class:`~workbench.strategy.bo.consensus.SourceConsensus`);
+            None: fitted here.
     """
 
     name = "rgpe"
@@ -162,6 +166,7 @@ class RGPE:
         dilution: float = 50.0,
         variance: str = "linear",
         pseudo_count: float | None = None,
+        gps: Sequence[GPModel] | None = None,
     ) -> None:
         if variance not in ("mixture", "linear"):
             raise ValueError(f"RGPE variance must be 'mixture' or 'linear', got {variance!r}")
@@ -172,9 +177,9 @@ class RGPE:
         self.settings = settings
         self.n_bootstrap = int(n_bootstrap)
         self.dilution = float(dilution)
-        self.source_gps = [GPModel.fit(s.x, s.y, layout, settings) for s in self.sources]
-        #: Source GP fits so far (one per source, ever).
-        self.source_fits = len(self.source_gps)
+        self.source_gps = list(gps) if gps is not None else source_gps(self.sources, layout, settings)
+        #: Source GP fits so far (one per source, ever; none here when ``gps`` were given).
+        self.source_fits = 0 if gps is not None else len(self.source_gps)
         self.target: GPModel | None = None
         self.weights = np.append(prior_weights(self.sources), 0.0)
         self.losses = np.full(len(self.sources) + 1, np.nan)
@@ -250,10 +255,7 @@ class RGPE:
 
     def _mean_all(self, cands: Candidates, i: int, gp: GPModel) -> np.ndarray:
         if i < len(self.source_gps):
-            key = ("rgpe-mean", i)
-            if key not in cands.cache:
-                cands.cache[key] = gp_pool_mean(gp, cands)
-            return cands.cache[key]
+            return source_pool_mean(cands, gp)
         key = ("rgpe-target", self.version)
         if cands.cache.get("rgpe-target-key") != key:
             cands.cache["rgpe-target-key"] = key

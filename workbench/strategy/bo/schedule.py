@@ -3,8 +3,10 @@
 Two schedules, each a pure function of the target's usable values in the order they were
 observed (so a resumed search replays the same decisions):
 
-* ``backoff`` (default): :mod:`workbench.strategy.backoff`'s rule with the sources' model as the
-  warm proposer and cold BO (its random initial design first) as the cold one.
+* ``backoff`` (default): :mod:`workbench.strategy.backoff`'s rule with the sources as the warm
+  proposer (a lead of zero-shot consensus picks, then the sources' model; a pick succeeds when
+  it is the target's new best and then keeps the turn) and cold BO (its random initial design
+  first) as the cold one.
 * ``fixed``: no initial design; every ask uses the sources' model except every ``hedge``-th
   (counted by usable observations, from the second on; 0: never), the rule before ``backoff``.
 """

@@ -24,7 +24,7 @@ from workbench.strategy.base import (
 from workbench.strategy.bo.acquisition import greedy_qlognehvi, greedy_qlognei, reference_point, top_log_ei
 from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout
 from workbench.strategy.bo.pool import Featurizer, FullPool, SampledPool
-from workbench.strategy.bo.schedule import SCHEDULES, backoff_turn, fixed_turn
+from workbench.strategy.bo.schedule import SCHEDULES, backoff_asks, backoff_turn, fixed_turn
 from workbench.strategy.bo.transfer import TRANSFER_MODELS, TransferContext, TransferProposer
 from workbench.strategy.pareto import nondominated_sort, objective_matrix, parse_objectives
 
@@ -68,6 +68,12 @@ DESIGN = "design"
 #: ask; the acquisition's local search (``local_rounds`` x ``local_top`` x ``local_children``
 #: mutations per ask at most).
 MAX_INIT = 10_000
+#: Under ``schedule="backoff"``, a pick of the sources' model succeeds when it is the target's new
+#: best (``benchmarks/results/transfer.md``: with the median as the bar, picks that are merely
+#: good everywhere kept half of the asks on targets whose best the sources do not know).
+WARM_QUANTILE = 1.0
+#: ... and a success keeps the turn (the model proposes again until a pick is not a new best).
+WARM_KEEP_TURN = True
 MAX_FIT_ITER = 10_000
 MAX_SHORTLIST = 100_000
 MAX_MC_SAMPLES = 4096
@@ -133,11 +139,15 @@ class BayesianOptimization(Strategy):
             meta-learned initial design, Feurer et al. 2015).
         source_points: Most observations used per source.
         schedule: With sources, which asks use the multi-task model and which cold BO's
-            (:mod:`workbench.strategy.bo.schedule`): ``"backoff"`` (the sources' zero-shot pick,
-            then cold BO's initial design and cold BO, the sources' model getting every second
-            ask while its picks are at least the target's median and ever fewer asks while they
-            are not) or ``"fixed"`` (no initial design, every ``hedge``-th ask cold). The
-            multi-task model sees every observation either way.
+            (:mod:`workbench.strategy.bo.schedule`): ``"backoff"`` (``lead`` zero-shot picks of
+            the sources' consensus, then cold BO's initial design and cold BO, the sources'
+            model keeping the turn while its picks are the target's new best and getting ever
+            fewer asks while they are not) or ``"fixed"`` (no initial design, every
+            ``hedge``-th ask cold). The multi-task model sees every observation either way.
+        lead: Under ``schedule="backoff"``, how many zero-shot picks the sources make before cold
+            BO's initial design: the architectures their models agree on most
+            (:class:`~workbench.strategy.bo.consensus.SourceConsensus`). Useless sources cost
+            ``lead - 1`` evaluations more than ``lead=1``.
         hedge: Under ``schedule="fixed"``, every ``hedge``-th ask (counted by the target's usable
             observations, from the second on) proposes with cold BO's model. 0: never.
     """
@@ -167,6 +177,7 @@ class BayesianOptimization(Strategy):
         source_points: int = 300,
         hedge: int = 2,
         schedule: str = "backoff",
+        lead: int = 2,
     ) -> None:
         super().__init__(space, seed)
         if isinstance(encoding, str):
@@ -183,6 +194,7 @@ class BayesianOptimization(Strategy):
             ("n_samples", n_samples, 1, MAX_SAMPLES),
             ("n_mutations", n_mutations, 0, MAX_SAMPLES),
             ("hedge", hedge, 0, MAX_INIT),
+            ("lead", lead, 1, MAX_INIT),
             ("local_rounds", local_rounds, 0, MAX_LOCAL_ROUNDS),
             ("local_top", local_top, 1, MAX_LOCAL_TOP),
             ("local_children", local_children, 1, MAX_LOCAL_CHILDREN),
@@ -199,6 +211,7 @@ class BayesianOptimization(Strategy):
         self.n_init = int(n_init)
         self.hedge = int(hedge)
         self.schedule = schedule
+        self.lead = int(lead)
         self.encoding = tuple(encoding)
         self.featurizer = Featurizer(space, self.encoding)
         self.ard = bool(ard)
@@ -326,18 +339,31 @@ class BayesianOptimization(Strategy):
         taken = {g.key for g in pending}
         out = self.prior_proposals(self.prior, n, taken)
         n_usable = len(self._targets(self.history)[0])
-        # the random initial design: cold BO's; with sources, none under "fixed" and all but the
-        # first ask (the sources' zero-shot pick) under "backoff"
-        skip = self._transfer is not None and self._transfer.ready() and (self.schedule == "fixed" or n_usable == 0)
-        while len(out) < n and not skip and (len(self.history) + len(pending) + len(out) < self.n_init or n_usable < 2):
+        warm = self._transfer is not None and self._transfer.ready()
+        turn = self._transfer_turn()
+        # the random initial design: cold BO's n_init asks; with sources, none under "fixed" and
+        # n_init - 1 after the lead's zero-shot picks under "backoff"
+        design, asked = self.n_init, len(self.history)
+        if warm:
+            design -= 1
+            asked -= len(backoff_asks(self._usable_values(), self.n_init, WARM_QUANTILE, **self._backoff()))
+        skip = warm and (self.schedule == "fixed" or turn)
+        while len(out) < n and not skip and (asked + len(pending) + len(out) < design or n_usable < 2):
             g = self.fresh_sample(rng, taken)
             out.append(Proposal(g, origin="random"))
             taken.add(g.key)
         if len(out) < n:
-            origin = ORIGIN_TRANSFER if self._transfer_turn() else "model"
-            picked = self._model_proposals(n - len(out), list(pending) + [p.genotype for p in out], taken, rng)
+            origin = ORIGIN_TRANSFER if turn else "model"
+            zero_shot = turn and self.schedule == "backoff" and n_usable < self.lead
+            picked = self._model_proposals(
+                n - len(out), list(pending) + [p.genotype for p in out], taken, rng, zero_shot
+            )
             out += [Proposal(g, origin=origin) for g in picked]
         return out
+
+    def _backoff(self) -> dict[str, Any]:
+        """The backoff rule's settings (:func:`~workbench.strategy.backoff.backoff_turn`)."""
+        return {"lead": self.lead, "keep_turn": WARM_KEEP_TURN}
 
     def _transfer_turn(self) -> bool:
         """True when the next model-based proposal comes from the multi-task model of the sources."""
@@ -356,13 +382,13 @@ class BayesianOptimization(Strategy):
         values = self._usable_values()
         if self.schedule == "fixed":
             return not fixed_turn(len(values), self.hedge)
-        return not backoff_turn(values, self.n_init)
+        return not backoff_turn(values, self.n_init, WARM_QUANTILE, **self._backoff())
 
     def _model_proposals(
-        self, k: int, pending: list[Genotype], taken: set[str], rng: np.random.Generator
+        self, k: int, pending: list[Genotype], taken: set[str], rng: np.random.Generator, zero_shot: bool = False
     ) -> list[Genotype]:
         if self._transfer_turn():
-            picked, record = self._transfer.propose(k, pending, taken, rng)
+            picked, record = self._transfer.propose(k, pending, taken, rng, zero_shot)
             if record is not None:
                 self.last_ask = record.as_dict()
             for g in picked:

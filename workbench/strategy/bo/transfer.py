@@ -37,13 +37,14 @@ from workbench.space.base import SearchSpace
 from workbench.space.genotype import Genotype
 from workbench.strategy.base import Observation, WarmSource
 from workbench.strategy.bo.acquisition import top_log_ei_rows
+from workbench.strategy.bo.consensus import SourceConsensus, source_gps
 from workbench.strategy.bo.copula import CopulaPrior
-from workbench.strategy.bo.model import DTYPE, FitSettings, KernelLayout
+from workbench.strategy.bo.model import DTYPE, FitSettings, GPModel, KernelLayout
 from workbench.strategy.bo.mtgp import FastMultiTaskGP
 from workbench.strategy.bo.pool import FullPool, SampledPool
 from workbench.strategy.bo.pool_kernel import Candidates
 from workbench.strategy.bo.rgpe import RGPE
-from workbench.strategy.bo.sources import PreparedSource, prepare_sources, prior_weights
+from workbench.strategy.bo.sources import PreparedSource, prepare_sources
 from workbench.strategy.bo.transfer_model import TransferModel
 
 __all__ = [
@@ -124,11 +125,17 @@ class AskRecord:
 
 
 def make_transfer_model(
-    method: str, sources: Sequence[PreparedSource], layout: KernelLayout, settings: FitSettings, n_bootstrap: int = 256
+    method: str,
+    sources: Sequence[PreparedSource],
+    layout: KernelLayout,
+    settings: FitSettings,
+    n_bootstrap: int = 256,
+    gps: Sequence[GPModel] | None = None,
 ) -> TransferModel:
-    """The multi-task model ``method`` (one of :data:`TRANSFER_MODELS`) with its source part fitted."""
+    """The multi-task model ``method`` (one of :data:`TRANSFER_MODELS`) with its source part
+    fitted (RGPE reuses the sources' GPs ``gps`` when given)."""
     if method == "rgpe":
-        return RGPE(sources, layout, settings, n_bootstrap)
+        return RGPE(sources, layout, settings, n_bootstrap, gps=gps)
     if method == "mtgp":
         return FastMultiTaskGP(sources, layout, settings)
     if method == "copula":
@@ -139,13 +146,14 @@ def make_transfer_model(
 class TransferProposer:
     """Warm-started proposals of one :class:`~workbench.strategy.bo.strategy.BayesianOptimization`.
 
-    Built lazily on the first ask from the strategy's sources; the source part of the model is
-    fitted then and never again. Each ask conditions the model on the target's usable
-    observations (transformed like the sources) and maximises LogEI over the candidates. With no
-    or one target observation there is nothing to rank or fit yet: the first proposal is what
-    the sources observed best (weighted by their prior trust), the second a uniformly random
-    probe (the pair tells a source that ranks the target backwards from one that ranks it well;
-    a search led only by the sources would first see points they all agree on).
+    Built lazily on the first ask from the strategy's sources; one GP per source and the source
+    part of the model are fitted then and never again. Each ask conditions the model on the
+    target's usable observations (transformed like the sources) and maximises LogEI over the
+    candidates. Zero-shot asks (the schedule's lead, or no target observation yet) take what the
+    sources' GPs agree on most (:class:`~workbench.strategy.bo.consensus.SourceConsensus`: the
+    target's data cannot weight the sources yet). Without a lead, the ask after the first
+    observation is a uniformly random probe (the pair tells a source that ranks the target
+    backwards from one that ranks it well).
 
     Args:
         context: What the proposer needs of its strategy.
@@ -172,6 +180,7 @@ class TransferProposer:
         self.n_bootstrap = int(n_bootstrap)
         self.sources: list[PreparedSource] | None = None
         self.model: TransferModel | None = None
+        self.consensus: SourceConsensus | None = None
         self.pool: Candidates | None = None
         #: Seconds of the one-off source preparation (features, source fits).
         self.setup_seconds = 0.0
@@ -187,14 +196,19 @@ class TransferProposer:
                 layout = ctx.layout()
                 if ctx.full_pool is not None:
                     self.pool = Candidates(ctx.full_pool.features(), layout)
-                self.model = make_transfer_model(self.method, self.sources, layout, ctx.fit_settings, self.n_bootstrap)
+                gps = source_gps(self.sources, layout, ctx.fit_settings)
+                self.consensus = SourceConsensus(gps)
+                self.model = make_transfer_model(
+                    self.method, self.sources, layout, ctx.fit_settings, self.n_bootstrap, gps=gps
+                )
             self.setup_seconds = time.perf_counter() - t0
         return bool(self.sources)
 
     @property
     def source_fits(self) -> int:
-        """Source model fits so far (they happen once, on the first ask)."""
-        return 0 if self.model is None else self.model.source_fits
+        """Source model fits so far (they happen once, on the first ask): the sources' GPs and
+        whatever else the transfer model fits of them."""
+        return 0 if self.model is None else len(self.consensus.gps) + self.model.source_fits
 
     def _target_data(self) -> tuple[list[Observation], Tensor, Tensor]:
         ctx = self.context
@@ -222,10 +236,15 @@ class TransferProposer:
 
     # -- proposing --------------------------------------------------------------------------------
     def propose(
-        self, k: int, pending: Sequence[Genotype], taken: set[str], rng: np.random.Generator
+        self, k: int, pending: Sequence[Genotype], taken: set[str], rng: np.random.Generator, zero_shot: bool = False
     ) -> tuple[list[Genotype], AskRecord | None]:
         """Up to ``k`` new genotypes (distinct, not told, not pending) and how the ask went
-        (None when no candidate was left)."""
+        (None when no candidate was left).
+
+        ``zero_shot`` (the schedule's lead asks) or no target observation yet: the sources'
+        consensus picks (:class:`~workbench.strategy.bo.consensus.SourceConsensus`), whatever the
+        target's data; one target observation and no lead: a uniformly random probe; otherwise
+        LogEI of the transfer model conditioned on the target's observations."""
         ctx = self.context
         t0 = time.perf_counter()
         used, x0, y0 = self.refresh()
@@ -242,23 +261,22 @@ class TransferProposer:
                 return [], None
             cands = Candidates(ctx.features(genotypes), ctx.layout())
             rows = np.arange(len(genotypes))
-        model = self.model if self.model.has_target and x0.shape[0] > RANDOM_PROBES else None
+        informed = self.model.has_target and x0.shape[0] > RANDOM_PROBES
+        model = self.model if informed and not zero_shot else None
         if model is not None and pending:
             model = model.fantasize(torch.as_tensor(ctx.features(list(pending)), dtype=DTYPE))
         picks: list[int] = []
-        warm_first = self._warm_order(rows, genotypes) if model is None else []
+        consensus = iter(self.consensus.order(cands, rows)) if model is None else iter(())
         for _ in range(min(k, len(rows))):
-            free = np.setdiff1d(rows, np.asarray(picks, dtype=np.int64), assume_unique=True) if picks else rows
-            if model is None:  # nothing to rank yet
+            if model is None:
                 slot = x0.shape[0] + len(pending) + len(picks)
-                left = [r for r in warm_first if r not in picks]
-                if 1 <= slot <= RANDOM_PROBES:  # random probes: a source's ranking is testable against them
+                if not zero_shot and 1 <= slot <= RANDOM_PROBES:  # a random probe tests the sources
+                    free = np.setdiff1d(rows, np.asarray(picks, dtype=np.int64), assume_unique=True) if picks else rows
                     pick = int(free[int(rng.integers(len(free)))])
-                elif left:  # what the trusted sources observed best
-                    pick = left[0]
-                else:
-                    pick = int(free[int(np.argmax(self.model.mean(cands, free)))])
+                else:  # what the sources agree on
+                    pick = next(int(r) for r in consensus if int(r) not in picks)
             else:
+                free = np.setdiff1d(rows, np.asarray(picks, dtype=np.int64), assume_unique=True) if picks else rows
                 best_f = float(y0.max())
                 pos, _ = top_log_ei_rows(model, cands, free, best_f, 1)
                 pick = int(free[int(pos[0])])
@@ -277,32 +295,6 @@ class TransferProposer:
         if genotypes is None:
             return [members[i] for i in picks], record
         return [genotypes[i] for i in picks], record
-
-    def _warm_order(self, rows: np.ndarray, genotypes: list[Genotype] | None) -> list[int]:
-        """Candidate rows that some source observed, best first by ``sum_t w_t y_t`` (``y_t`` the
-        source's transformed value, 0 where it did not observe the row; ``w`` the prior weights).
-        The first proposals of a warm search, before the target has two observations."""
-        weights = prior_weights(self.sources)
-        if genotypes is None:
-            pool = self.context.full_pool
-            score: dict[int, float] = {}
-            for src, w in zip(self.sources, weights):
-                for g, y in zip(src.genotypes, src.y.numpy()):
-                    i = pool.index_of(g)
-                    if i is not None:
-                        score[i] = score.get(i, 0.0) + float(w) * float(y)
-            allowed = {int(r) for r in rows}
-        else:
-            row_of = {g.key: i for i, g in enumerate(genotypes)}
-            score = {}
-            for src, w in zip(self.sources, weights):
-                for g, y in zip(src.genotypes, src.y.numpy()):
-                    i = row_of.get(g.key)
-                    if i is not None:
-                        score[i] = score.get(i, 0.0) + float(w) * float(y)
-            allowed = set(range(len(genotypes)))
-        ranked = sorted((i for i in score if i in allowed), key=lambda i: (-score[i], i))
-        return ranked
 
     def _sampled_candidates(
         self, used: list[Observation], y0: Tensor, taken: set[str], rng: np.random.Generator
