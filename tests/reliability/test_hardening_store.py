@@ -217,6 +217,9 @@ def test_stopping_nasw_ui_by_its_pid_stops_the_mlflow_server(tmp_path, sig):
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # as in a terminal: a suite started in the background (`cmd &` without job control)
+        # ignores SIGINT, the child would inherit that, and `nasw ui` rightly keeps it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 240  # MLflow starts four uvicorn workers: slow on a busy machine
