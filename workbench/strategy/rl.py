@@ -42,9 +42,9 @@ SCHEDULES = ("backoff", "always")
 #: ``n_init`` of the backoff rule: the first (warm) ask is judged against this many minus one after it.
 WARM_JUDGE_ASKS = 2
 #: A warm ask succeeds when it scores at least this quantile of the target's values before it:
-#: 1.0, a new best (stricter than BO's median: the twin's picks are rarely poor, so the median or
-#: the upper quartile kept it proposing a quarter to a third of the asks on targets it did not
-#: help; ``benchmarks/results/transfer.md``).
+#: 1.0, a new best, as BO's (the twin's picks are rarely poor, so the median or the upper
+#: quartile kept it proposing a quarter to a third of the asks on targets it did not help;
+#: ``benchmarks/results/transfer.md``).
 WARM_QUANTILE = 1.0
 
 

@@ -338,16 +338,17 @@ class BayesianOptimization(Strategy):
         rng = self.rng_for(pending)
         taken = {g.key for g in pending}
         out = self.prior_proposals(self.prior, n, taken)
-        n_usable = len(self._targets(self.history)[0])
+        values = self._usable_values()
+        n_usable = len(values)
         warm = self._transfer is not None and self._transfer.ready()
-        turn = self._transfer_turn()
+        turn = warm and not self._cold_turn_for(values)
         # the random initial design: cold BO's n_init asks; with sources, none under "fixed" and
         # n_init - 1 after the lead's zero-shot picks under "backoff"
         design, asked = self.n_init, len(self.history)
-        if warm:
-            design -= 1
-            asked -= len(backoff_asks(self._usable_values(), self.n_init, WARM_QUANTILE, **self._backoff()))
         skip = warm and (self.schedule == "fixed" or turn)
+        if warm and not skip:
+            design -= 1
+            asked -= len(backoff_asks(values, self.n_init, WARM_QUANTILE, **self._backoff()))
         while len(out) < n and not skip and (asked + len(pending) + len(out) < design or n_usable < 2):
             g = self.fresh_sample(rng, taken)
             out.append(Proposal(g, origin="random"))
@@ -356,7 +357,7 @@ class BayesianOptimization(Strategy):
             origin = ORIGIN_TRANSFER if turn else "model"
             zero_shot = turn and self.schedule == "backoff" and n_usable < self.lead
             picked = self._model_proposals(
-                n - len(out), list(pending) + [p.genotype for p in out], taken, rng, zero_shot
+                n - len(out), list(pending) + [p.genotype for p in out], taken, rng, turn, zero_shot
             )
             out += [Proposal(g, origin=origin) for g in picked]
         return out
@@ -364,10 +365,6 @@ class BayesianOptimization(Strategy):
     def _backoff(self) -> dict[str, Any]:
         """The backoff rule's settings (:func:`~workbench.strategy.backoff.backoff_turn`)."""
         return {"lead": self.lead, "keep_turn": WARM_KEEP_TURN}
-
-    def _transfer_turn(self) -> bool:
-        """True when the next model-based proposal comes from the multi-task model of the sources."""
-        return self._transfer is not None and self._transfer.ready() and not self.cold_turn()
 
     def _usable_values(self) -> list[float]:
         """The target's usable values in the order observed (the scalar objective)."""
@@ -377,17 +374,28 @@ class BayesianOptimization(Strategy):
     def cold_turn(self) -> bool:
         """True when this ask of a warm-started search proposes with cold BO's model (its
         ``schedule``); False without sources."""
+        return self._cold_turn_for(self._usable_values())
+
+    def _cold_turn_for(self, values: Sequence[float]) -> bool:
+        """:meth:`cold_turn` given the target's usable values."""
         if self._transfer is None:
             return False
-        values = self._usable_values()
         if self.schedule == "fixed":
             return not fixed_turn(len(values), self.hedge)
         return not backoff_turn(values, self.n_init, WARM_QUANTILE, **self._backoff())
 
     def _model_proposals(
-        self, k: int, pending: list[Genotype], taken: set[str], rng: np.random.Generator, zero_shot: bool = False
+        self,
+        k: int,
+        pending: list[Genotype],
+        taken: set[str],
+        rng: np.random.Generator,
+        transfer: bool = False,
+        zero_shot: bool = False,
     ) -> list[Genotype]:
-        if self._transfer_turn():
+        """``k`` proposals of the sources' model (``transfer``: a transfer turn; ``zero_shot``: a
+        lead ask) or of cold BO's."""
+        if transfer:
             picked, record = self._transfer.propose(k, pending, taken, rng, zero_shot)
             if record is not None:
                 self.last_ask = record.as_dict()

@@ -268,15 +268,14 @@ class TransferProposer:
         picks: list[int] = []
         consensus = iter(self.consensus.order(cands, rows)) if model is None else iter(())
         for _ in range(min(k, len(rows))):
+            free = np.setdiff1d(rows, np.asarray(picks, dtype=np.int64), assume_unique=True) if picks else rows
             if model is None:
                 slot = x0.shape[0] + len(pending) + len(picks)
                 if not zero_shot and 1 <= slot <= RANDOM_PROBES:  # a random probe tests the sources
-                    free = np.setdiff1d(rows, np.asarray(picks, dtype=np.int64), assume_unique=True) if picks else rows
                     pick = int(free[int(rng.integers(len(free)))])
                 else:  # what the sources agree on
                     pick = next(int(r) for r in consensus if int(r) not in picks)
             else:
-                free = np.setdiff1d(rows, np.asarray(picks, dtype=np.int64), assume_unique=True) if picks else rows
                 best_f = float(y0.max())
                 pos, _ = top_log_ei_rows(model, cands, free, best_f, 1)
                 pick = int(free[int(pos[0])])
