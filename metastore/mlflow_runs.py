@@ -107,7 +107,10 @@ class MlflowRuns:
             # MLflow's SQLAlchemy models trigger deprecation warnings of SQLAlchemy when the
             # store is first created; they are MLflow's to fix and would spam every user.
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(mlflow|sqlalchemy|alembic)\.")
-            lock = creation_lock(self._db_path) if state != "ready" else contextlib.nullcontext()
+            if self._db_path is None:
+                lock = contextlib.nullcontext()
+            else:  # a store that looks ready may still be being created by another process
+                lock = creation_lock(self._db_path, create=state != "ready")
             with lock:
                 self._client = self._call("open the store", MlflowClient, tracking_uri=self._tracking_uri)
                 self._call("open the store", self._client.search_experiments, max_results=1)

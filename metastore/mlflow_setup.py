@@ -16,6 +16,9 @@ Opening a SQLite store (:func:`check_sqlite_store`), by what the command means t
 * ``create`` (``nasw search``): a missing store is created (its folder too), under a file lock
   (``<db>.lock``, :func:`creation_lock`) so that processes starting at once on a new store
   neither fail nor create it twice; the store must be writable.
+* every mode waits for a creation under way (the same lock, if its file exists): MLflow creates
+  its first two tables before the rest, so a store can look ready while it is still being
+  migrated, and MLflow, opening it then, would migrate it too (``duplicate column name``).
 * ``write`` (``nasw resume``): the store must exist and be writable.
 * ``read`` (``ls``, ``show``, ``compare``, ``export``, ``report``, ``lineage``): the store must
   exist; nothing is created, and a read-only file is read as it is.
@@ -243,10 +246,15 @@ def check_sqlite_store(db_path: str, mode: str) -> str:
 
 
 @contextlib.contextmanager
-def creation_lock(db_path: str, wait_s: float = CREATION_WAIT_S) -> Iterator[None]:
+def creation_lock(db_path: str, wait_s: float = CREATION_WAIT_S, create: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on ``<db_path>.lock`` (POSIX ``flock``; nothing where there is
     none): MLflow creates and migrates a new database in many statements, and two processes
     doing it at once fail (``table already exists``, ``duplicate column name``).
+
+    Args:
+        create: Create the lock file (a process that may create the store). False: only wait
+            for a creation under way, and go on unlocked where there is no lock file to open
+            (a store created before, or a read-only folder).
 
     Raises:
         StoreError: The lock file cannot be created, or another process held the lock for
@@ -259,8 +267,11 @@ def creation_lock(db_path: str, wait_s: float = CREATION_WAIT_S) -> Iterator[Non
         return
     path = db_path + ".lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666) if create else os.open(path, os.O_RDONLY)
     except OSError as exc:
+        if not create:
+            yield
+            return
         raise StoreError(f"cannot create the store {db_path}: {path}: {exc.strerror or exc}") from None
     try:
         deadline = time.monotonic() + wait_s

@@ -157,6 +157,34 @@ def test_a_writer_killed_inside_a_transaction_leaves_a_store_that_opens_and_read
     assert again.trials(sid)[0].metrics["val_accuracy"] == 0.5
 
 
+_CREATOR = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1] + ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_reader_waits_for_a_creation_under_way_before_mlflow_opens_the_store(sqlite_store):
+    """MLflow creates its first tables before it migrates the rest, so a store being created
+    looks ready; a reader that let MLflow open it then made MLflow migrate it a second time
+    (``duplicate column name: step`` in the creating ``nasw search``). Readers wait for the
+    creator's lock."""
+    uri, store = sqlite_store
+    creator = subprocess.Popen([sys.executable, "-c", _CREATOR, store._db_path, "1.5"], stdout=subprocess.PIPE)
+    try:
+        assert creator.stdout.readline().strip() == b"locked"
+        t0 = time.monotonic()
+        open_store(uri, mode="read").searches()
+        assert time.monotonic() - t0 >= 1.0
+    finally:
+        creator.wait(timeout=30)
+    t0 = time.monotonic()
+    open_store(uri, mode="read").searches()  # no creation under way: no wait
+    assert time.monotonic() - t0 < 1.0
+
+
 def test_a_store_that_fails_mid_search_stops_it_with_one_line_then_resume_completes(tmp_path, capsys, monkeypatch):
     """The store starts refusing writes after two trials: the search stops with one error line;
     the two finished trials are intact; `nasw resume` fails the interrupted one and completes."""
